@@ -1,0 +1,488 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch StretchySnake: a VideoMamba backbone that runs at any frame count, resolution and patch size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.utils import logging
+
+from .configuration_stretchysnake import StretchySnakeConfig
+from .resizing import pi_resize_patch_kernel, resize_spatial_pos_embed, resize_temporal_pos_embed
+from .selective_scan import selective_scan
+
+logger = logging.get_logger(__name__)
+
+
+def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
+    """Raise a `ValueError` naming the problem if `pixel_values` is not a finite (batch, frames, C, H, W) video."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"pixel_values must be a torch.Tensor; got {type(pixel_values).__name__}.")
+    if pixel_values.dim() != 5:
+        raise ValueError(
+            "pixel_values must have shape (batch_size, num_frames, num_channels, height, width); "
+            f"got {pixel_values.dim()} dims {tuple(pixel_values.shape)}."
+        )
+    batch_size, num_frames, channels, height, width = pixel_values.shape
+    if channels != num_channels:
+        raise ValueError(
+            f"pixel_values has {channels} channels (dim 2 of {tuple(pixel_values.shape)}) but the model expects "
+            f"{num_channels}; the layout is (batch_size, num_frames, num_channels, height, width)."
+        )
+    if min(batch_size, num_frames, height, width) == 0:
+        raise ValueError(f"pixel_values is empty: shape {tuple(pixel_values.shape)}.")
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"pixel_values must be a floating-point tensor; got {pixel_values.dtype}.")
+    non_finite = (~torch.isfinite(pixel_values)).sum().item()
+    if non_finite:
+        raise ValueError(f"pixel_values contains {non_finite} NaN or infinite values.")
+
+
+class StretchySnakeResizeCache:
+    """Memo of resized kernels and tables for inference, keyed by target scale.
+
+    An entry is reused only while its source parameter is the same tensor at the same version: an optimizer step,
+    `load_state_dict` or `.to()` changes the version or the storage, and the entry is recomputed.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[tuple, torch.Tensor]] = {}
+
+    def __call__(self, key: tuple, source: torch.Tensor, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return compute()
+        stamp = (source.data_ptr(), source._version, source.dtype, source.device)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != stamp:
+            entry = (stamp, compute())
+            self._entries[key] = entry
+        return entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class StretchySnakePatchEmbeddings(nn.Module):
+    """Conv3d patch embedding whose kernel is PI-resized on the fly to the requested patch size.
+
+    Input `(batch_size, num_channels, num_frames, height, width)`; output
+    `(batch_size, num_frames // tubelet_size, height // patch_size, width // patch_size, hidden_size)`.
+    """
+
+    def __init__(self, config: StretchySnakeConfig) -> None:
+        super().__init__()
+        self.tubelet_size = config.tubelet_size
+        self.patch_size = config.patch_size
+        kernel = (config.tubelet_size, config.patch_size, config.patch_size)
+        self.projection = nn.Conv3d(config.num_channels, config.hidden_size, kernel_size=kernel, stride=kernel)
+        self.resize_cache = StretchySnakeResizeCache()
+
+    def kernel_for(self, patch_size: int) -> torch.Tensor:
+        """The projection kernel at `(tubelet_size, patch_size, patch_size)`, PI-resized from the stored one."""
+        weight = self.projection.weight
+        new_size = (self.tubelet_size, patch_size, patch_size)
+        if self.training:
+            return pi_resize_patch_kernel(weight, new_size)
+        return self.resize_cache(new_size, weight, lambda: pi_resize_patch_kernel(weight, new_size))
+
+    def forward(self, pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+        kernel = self.kernel_for(patch_size)
+        stride = (self.tubelet_size, patch_size, patch_size)
+        embeddings = F.conv3d(pixel_values.to(kernel.dtype), kernel, self.projection.bias, stride=stride)
+        return embeddings.permute(0, 2, 3, 4, 1)  # [batch_size, num_tubelets, grid_h, grid_w, hidden_size]
+
+
+class StretchySnakeEmbeddings(nn.Module):
+    """Patch embedding + cls token + spatial and temporal position tables, at any scale.
+
+    Input `pixel_values` `(batch_size, num_frames, num_channels, height, width)`. Output
+    `(batch_size, seq_len, hidden_size)` with `seq_len = 1 + (num_frames // tubelet) * (height // p) * (width // p)`,
+    the cls token first, then the patches of frame 0 row-major, then frame 1, ... (VideoMamba's spatial-first order).
+
+    The stored tables have the config's base shapes: `position_embeddings` `(1, 1 + grid * grid, hidden_size)` (slot 0
+    belongs to the cls token, the grid is added to every frame) and `temporal_position_embeddings`
+    `(1, num_frames // tubelet, hidden_size)` (added to every patch of a frame, not to the cls token). Other scales
+    get them resized (bicubic in space, linear in time), differentiably.
+    """
+
+    def __init__(self, config: StretchySnakeConfig) -> None:
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.tubelet_size = config.tubelet_size
+        self.num_channels = config.num_channels
+        base_grid = config.image_size // config.patch_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + base_grid * base_grid, config.hidden_size))
+        self.temporal_position_embeddings = nn.Parameter(
+            torch.zeros(1, config.num_frames // config.tubelet_size, config.hidden_size)
+        )
+        self.patch_embeddings = StretchySnakePatchEmbeddings(config)
+        self.resize_cache = StretchySnakeResizeCache()
+
+    def _position_tables(self, num_tubelets: int, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        spatial, temporal = self.position_embeddings, self.temporal_position_embeddings
+        if self.training:
+            return resize_spatial_pos_embed(spatial, grid), resize_temporal_pos_embed(temporal, num_tubelets)
+        return (
+            self.resize_cache(("spatial", grid), spatial, lambda: resize_spatial_pos_embed(spatial, grid)),
+            self.resize_cache(
+                ("temporal", num_tubelets), temporal, lambda: resize_temporal_pos_embed(temporal, num_tubelets)
+            ),
+        )
+
+    def forward(self, pixel_values: torch.Tensor, patch_size: int | torch.Tensor | None = None) -> torch.Tensor:
+        check_pixel_values(pixel_values, self.num_channels)
+        patch_size = self.patch_size if patch_size is None else int(patch_size)
+        batch_size, num_frames, _, height, width = pixel_values.shape
+        if patch_size <= 0 or height % patch_size or width % patch_size:
+            raise ValueError(
+                f"Frame size {height}x{width} is not divisible by the patch size {patch_size}; use a size that is a "
+                f"multiple of {patch_size} or another patch_size."
+            )
+        if num_frames % self.tubelet_size:
+            raise ValueError(f"num_frames {num_frames} is not divisible by the tubelet size {self.tubelet_size}.")
+
+        patches = self.patch_embeddings(pixel_values.transpose(1, 2), patch_size)
+        _, num_tubelets, grid_h, grid_w, hidden_size = patches.shape
+        spatial, temporal = self._position_tables(num_tubelets, (grid_h, grid_w))
+
+        patches = patches + spatial[:, 1:].reshape(1, 1, grid_h, grid_w, hidden_size)
+        patches = patches + temporal.reshape(1, num_tubelets, 1, 1, hidden_size)
+        patches = patches.reshape(batch_size, num_tubelets * grid_h * grid_w, hidden_size)
+        cls_tokens = (self.cls_token + spatial[:, :1]).expand(batch_size, -1, -1)  # [batch_size, 1, hidden_size]
+        return torch.cat([cls_tokens, patches], dim=1)  # [batch_size, seq_len, hidden_size]
+
+
+class StretchySnakeRMSNorm(nn.Module):
+    """RMSNorm computed in float32, cast back to the input dtype: `x * rsqrt(mean(x^2) + eps) * weight`."""
+
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.float()
+        hidden_states = hidden_states * torch.rsqrt(hidden_states.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+class StretchySnakeDropPath(nn.Module):
+    """Stochastic depth: drops a whole sample's residual branch with probability `drop_prob` while training."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return hidden_states
+        keep_prob = 1.0 - self.drop_prob
+        mask_shape = (hidden_states.shape[0],) + (1,) * (hidden_states.dim() - 1)
+        mask = hidden_states.new_empty(mask_shape).bernoulli_(keep_prob)
+        return hidden_states * mask / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class StretchySnakeMixer(nn.Module):
+    """Bidirectional Mamba mixer (VideoMamba's "bimamba v2").
+
+    `in_proj` and `out_proj` are shared; each direction has its own causal conv, `x_proj`, `dt_proj`, `A_log` and `D`
+    (the backward ones end in `_b`). The backward direction is a causal Mamba over the flipped sequence (input and
+    gate); its output is flipped back and summed with the forward one. Input and output
+    `(batch_size, seq_len, hidden_size)`.
+    """
+
+    def __init__(self, config: StretchySnakeConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.hidden_size = config.hidden_size
+        self.intermediate_size = config.intermediate_size
+        self.ssm_state_size = config.d_state
+        self.conv_kernel_size = config.d_conv
+        self.time_step_rank = config.dt_rank
+        self.scan_backend = config.scan_backend
+
+        self.in_proj = nn.Linear(self.hidden_size, 2 * self.intermediate_size, bias=False)
+        self.conv1d, self.x_proj, self.dt_proj = self._direction_layers()
+        self.A_log = nn.Parameter(torch.empty(self.intermediate_size, self.ssm_state_size))
+        self.D = nn.Parameter(torch.empty(self.intermediate_size))
+        self.conv1d_b, self.x_proj_b, self.dt_proj_b = self._direction_layers()
+        self.A_b_log = nn.Parameter(torch.empty(self.intermediate_size, self.ssm_state_size))
+        self.D_b = nn.Parameter(torch.empty(self.intermediate_size))
+        self.out_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
+
+    def _direction_layers(self) -> tuple[nn.Conv1d, nn.Linear, nn.Linear]:
+        conv1d = nn.Conv1d(
+            self.intermediate_size,
+            self.intermediate_size,
+            kernel_size=self.conv_kernel_size,
+            groups=self.intermediate_size,
+            padding=self.conv_kernel_size - 1,
+        )
+        x_proj = nn.Linear(self.intermediate_size, self.time_step_rank + 2 * self.ssm_state_size, bias=False)
+        dt_proj = nn.Linear(self.time_step_rank, self.intermediate_size, bias=True)
+        return conv1d, x_proj, dt_proj
+
+    # fmt: off
+    def _scan_direction(
+        self, xz: torch.Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: nn.Parameter,
+        D: nn.Parameter,
+    ) -> torch.Tensor:
+        """One causal Mamba pass over `xz` `(batch_size, 2 * intermediate_size, seq_len)`, without out_proj."""
+        seq_len = xz.shape[-1]
+        hidden_states, gate = xz.chunk(2, dim=1)                                      # [batch, intermediate, seq_len]
+        # 2. causal depthwise convolution
+        hidden_states = F.silu(conv1d(hidden_states)[..., :seq_len])                  # [batch, intermediate, seq_len]
+        # 3.a input-dependent selection of time step, B and C
+        ssm_parameters = x_proj(hidden_states.transpose(1, 2))                        # [batch, seq_len, rank + 2N]
+        time_step, B, C = torch.split(
+            ssm_parameters, [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], dim=-1
+        )
+        # 3.b discretization happens inside the scan (softplus(dt + bias), exp(dt * A), dt * B * x)
+        time_step = F.linear(time_step, dt_proj.weight).transpose(1, 2)               # [batch, intermediate, seq_len]
+        A = -torch.exp(A_log.float())                                                 # [intermediate, N]
+        # 3.c selective scan, gated by silu(z)
+        return selective_scan(
+            hidden_states, time_step, A, B.transpose(1, 2), C.transpose(1, 2),        # B, C: [batch, N, seq_len]
+            D=D.float(), z=gate, delta_bias=dt_proj.bias.float(), delta_softplus=True,
+            backend=self.scan_backend,
+        )                                                                             # [batch, intermediate, seq_len]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # 1. shared input projection
+        xz = self.in_proj(hidden_states).transpose(1, 2)                              # [batch, 2 * intermediate, seq_len]
+        forward_out = self._scan_direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        backward_out = self._scan_direction(
+            xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b
+        ).flip(-1)
+        # 4. shared output projection of the summed directions
+        return self.out_proj((forward_out + backward_out).transpose(1, 2))             # [batch, seq_len, hidden]
+    # fmt: on
+
+
+class StretchySnakeBlock(GradientCheckpointingLayer):
+    """Pre-norm residual block `h + drop_path(mixer(rmsnorm(h)))`; the residual stream keeps its (float32) dtype."""
+
+    def __init__(self, config: StretchySnakeConfig, layer_idx: int, drop_path_rate: float) -> None:
+        super().__init__()
+        self.norm = StretchySnakeRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mixer = StretchySnakeMixer(config, layer_idx=layer_idx)
+        self.drop_path = StretchySnakeDropPath(drop_path_rate)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mixed = self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)))
+        return hidden_states + self.drop_path(mixed).to(hidden_states.dtype)
+
+
+class StretchySnakePreTrainedModel(PreTrainedModel):
+    config_class = StretchySnakeConfig
+    base_model_prefix = "stretchysnake"
+    main_input_name = "pixel_values"
+    input_modalities = "video"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["StretchySnakeBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """VideoMamba's initialisation, with Mamba's S4D-real A and inverse-softplus time-step bias.
+
+        Linear layers: truncated normal (std `initializer_range`), zero bias (VideoMamba's `segm_init_weights`).
+        Convolutions keep PyTorch's default (kaiming-uniform). The mixer follows mamba-ssm's `Mamba.__init__`: A = 1..N
+        per channel, D = 1, dt_proj weight uniform in +-rank^-0.5, dt_proj bias = softplus^-1(dt) with dt log-uniform
+        in [dt_min, dt_max]; and out_proj is kaiming-uniform scaled by 1/sqrt(depth) (`_init_weights` in mamba-ssm and
+        VideoMamba, "rescale_prenorm_residual").
+        """
+        config = self.config
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.Conv1d, nn.Conv3d)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        elif isinstance(module, StretchySnakeRMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, StretchySnakeEmbeddings):
+            init.zeros_(module.cls_token)
+            init.trunc_normal_(module.position_embeddings, std=config.initializer_range)
+            init.zeros_(module.temporal_position_embeddings)
+        elif isinstance(module, StretchySnakeMixer):
+            state_indices = torch.arange(1, module.ssm_state_size + 1, dtype=torch.float32)
+            for A_log, D, dt_proj in (
+                (module.A_log, module.D, module.dt_proj),
+                (module.A_b_log, module.D_b, module.dt_proj_b),
+            ):
+                init.copy_(A_log, torch.log(state_indices).expand_as(A_log))
+                init.ones_(D)
+                bound = module.time_step_rank**-0.5
+                init.uniform_(dt_proj.weight, -bound, bound)
+                log_dt = torch.rand(module.intermediate_size) * (
+                    math.log(config.dt_max) - math.log(config.dt_min)
+                ) + math.log(config.dt_min)
+                dt = torch.exp(log_dt).clamp(min=config.dt_init_floor)
+                init.copy_(dt_proj.bias, dt + torch.log(-torch.expm1(-dt)))
+            init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
+            if not getattr(module.out_proj.weight, "_is_hf_initialized", False):
+                module.out_proj.weight.div_(math.sqrt(config.num_hidden_layers))
+
+
+class StretchySnakeModel(StretchySnakePreTrainedModel):
+    """The bare StretchySnake backbone.
+
+    Input `pixel_values` `(batch_size, num_frames, num_channels, height, width)` at any scale divisible by the patch
+    size (and tubelet); output `last_hidden_state` `(batch_size, seq_len, hidden_size)` after the final RMSNorm, with
+    `seq_len = 1 + (num_frames // tubelet) * (height // patch_size) * (width // patch_size)`, and `pooler_output`
+    `(batch_size, hidden_size)`, the normed cls token.
+    """
+
+    def __init__(self, config: StretchySnakeConfig) -> None:
+        super().__init__(config)
+        self.embeddings = StretchySnakeEmbeddings(config)
+        depth = config.num_hidden_layers
+        drop_path_rates = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.layers = nn.ModuleList(
+            [StretchySnakeBlock(config, layer_idx=i, drop_path_rate=drop_path_rates[i]) for i in range(depth)]
+        )
+        self.norm_f = StretchySnakeRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        patch_size: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+                Video frames normalized with ImageNet mean/std, at any frame count and resolution.
+            patch_size (`int`, *optional*):
+                Spatial patch size for this call; defaults to `config.patch_size`. The kernel is PI-resized to it.
+            output_hidden_states (`bool`, *optional*):
+                Also return the residual stream after the embeddings and after every block (float32 when
+                `residual_in_fp32`).
+            return_dict (`bool`, *optional*):
+                Return a `BaseModelOutputWithPooling` instead of a tuple.
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from stretchysnake_hf import StretchySnakeConfig, StretchySnakeModel
+
+        >>> model = StretchySnakeModel(StretchySnakeConfig(hidden_size=64, num_hidden_layers=2, image_size=32))
+        >>> outputs = model(torch.randn(1, 4, 3, 48, 64), patch_size=8)
+        >>> list(outputs.last_hidden_state.shape)
+        [1, 193, 64]
+        ```"""
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        hidden_states = self.embeddings(pixel_values, patch_size)
+        if self.config.residual_in_fp32:
+            hidden_states = hidden_states.float()
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+        last_hidden_state = self.norm_f(hidden_states.to(self.norm_f.weight.dtype))
+        pooled_output = last_hidden_state[:, 0]
+
+        if not return_dict:
+            return tuple(v for v in (last_hidden_state, pooled_output, all_hidden_states) if v is not None)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state, pooler_output=pooled_output, hidden_states=all_hidden_states
+        )
+
+
+class StretchySnakeForVideoClassification(StretchySnakePreTrainedModel):
+    """StretchySnake with a linear head on the normed cls token: logits `(batch_size, num_labels)`."""
+
+    def __init__(self, config: StretchySnakeConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.stretchysnake = StretchySnakeModel(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        patch_size: int | torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageClassifierOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
+                Video frames normalized with ImageNet mean/std, at any frame count and resolution.
+            patch_size (`int`, *optional*):
+                Spatial patch size for this call; defaults to `config.patch_size`.
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Class indices in `[0, num_labels)` for the cross-entropy loss (float targets of shape
+                `(batch_size, num_labels)` with `problem_type="multi_label_classification"`).
+            output_hidden_states (`bool`, *optional*):
+                Also return the residual stream after the embeddings and after every block.
+            return_dict (`bool`, *optional*):
+                Return an `ImageClassifierOutput` instead of a tuple.
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
+
+        >>> config = StretchySnakeConfig(hidden_size=64, num_hidden_layers=2, image_size=32, num_labels=5)
+        >>> model = StretchySnakeForVideoClassification(config).eval()
+        >>> logits = model(torch.randn(2, 8, 3, 64, 64)).logits  # 8 frames at 64x64, base scale 8 frames at 32x32
+        >>> list(logits.shape)
+        [2, 5]
+        ```"""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.stretchysnake(
+            pixel_values, patch_size=patch_size, output_hidden_states=output_hidden_states, return_dict=True
+        )
+        logits = self.classifier(outputs.pooler_output)
+
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if not labels.is_floating_point():
+                self._check_labels(labels)
+            loss = self.loss_function(labels, logits, self.config)
+
+        if not return_dict:
+            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+    def _check_labels(self, labels: torch.Tensor) -> None:
+        """Class indices must lie in [0, num_labels); -100 (cross-entropy's ignore index) is allowed."""
+        out_of_range = labels[(labels != -100) & ((labels < 0) | (labels >= self.num_labels))]
+        if out_of_range.numel():
+            raise ValueError(
+                f"Label {out_of_range[0].item()} is out of range for a classifier with num_labels={self.num_labels} "
+                "(valid: 0 to num_labels - 1, or -100 to ignore a sample)."
+            )
+
+
+__all__ = ["StretchySnakeForVideoClassification", "StretchySnakeModel", "StretchySnakePreTrainedModel"]

@@ -37,7 +37,7 @@ def _pi_resize_matrix(old_size: tuple[int, ...], new_size: tuple[int, ...]) -> t
     if len(old_size) == 3:
         modes[0] = "linear"
     resize = torch.ones(1, 1, dtype=torch.float64)
-    for old, new, mode in zip(old_size, new_size, modes):
+    for old, new, mode in zip(old_size, new_size, modes, strict=True):
         resize = torch.kron(resize, _resize_matrix_1d(old, new, mode))
     return torch.linalg.pinv(resize)
 

@@ -162,7 +162,7 @@ class StretchySnakeEmbeddings(nn.Module):
 
 
 class StretchySnakeRMSNorm(nn.Module):
-    """RMSNorm computed in float32, cast back to the input dtype: `x * rsqrt(mean(x^2) + eps) * weight`."""
+    """RMSNorm computed in (at least) float32, cast back to the input dtype: `x * rsqrt(mean(x^2) + eps) * weight`."""
 
     def __init__(self, hidden_size: int, eps: float) -> None:
         super().__init__()
@@ -171,7 +171,7 @@ class StretchySnakeRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
-        hidden_states = hidden_states.float()
+        hidden_states = hidden_states.to(torch.promote_types(input_dtype, torch.float32))
         hidden_states = hidden_states * torch.rsqrt(hidden_states.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * hidden_states.to(input_dtype)
 
@@ -397,7 +397,7 @@ class StretchySnakeModel(StretchySnakePreTrainedModel):
 
         hidden_states = self.embeddings(pixel_values, patch_size)
         if self.config.residual_in_fp32:
-            hidden_states = hidden_states.float()
+            hidden_states = hidden_states.to(torch.promote_types(hidden_states.dtype, torch.float32))
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         for layer in self.layers:
             hidden_states = layer(hidden_states)

@@ -1,0 +1,27 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+from stretchysnake_hf import StretchySnakeConfig
+
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "image_size": 16,
+    "patch_size": 8,
+    "num_frames": 4,
+    "num_labels": 3,
+    "drop_path_rate": 0.0,
+}
+
+
+def tiny_config(**overrides) -> StretchySnakeConfig:
+    """A StretchySnake small enough for the plain reference scan: 4 frames of 2x2 tokens, width 32, depth 2."""
+    return StretchySnakeConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture
+def make_tiny_config():
+    return tiny_config

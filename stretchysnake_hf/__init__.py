@@ -1,7 +1,7 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
 """StretchySnake for Hugging Face transformers: a VideoMamba video SSM that runs at any length and resolution."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForVideoClassification
 
 from .configuration_stretchysnake import StretchySnakeConfig
 from .modeling_stretchysnake import (
@@ -9,14 +9,22 @@ from .modeling_stretchysnake import (
     StretchySnakeModel,
     StretchySnakePreTrainedModel,
 )
+from .video_processing_stretchysnake import StretchySnakeVideoProcessor
 
 AutoConfig.register(StretchySnakeConfig.model_type, StretchySnakeConfig, exist_ok=True)
 AutoModel.register(StretchySnakeConfig, StretchySnakeModel, exist_ok=True)
 AutoModelForVideoClassification.register(StretchySnakeConfig, StretchySnakeForVideoClassification, exist_ok=True)
+# Both backends map to the one processor, so AutoImageProcessor finds it with or without torchvision installed.
+AutoImageProcessor.register(
+    StretchySnakeConfig,
+    image_processor_classes={"pil": StretchySnakeVideoProcessor, "torchvision": StretchySnakeVideoProcessor},
+    exist_ok=True,
+)
 
 __all__ = [
     "StretchySnakeConfig",
     "StretchySnakeForVideoClassification",
     "StretchySnakeModel",
     "StretchySnakePreTrainedModel",
+    "StretchySnakeVideoProcessor",
 ]

@@ -1,0 +1,401 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Video processor for StretchySnake: decode, sample frames and crop at any scale, normalize."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from .video_io import VideoDecodeError, VideoInfo, load_video, source_name
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_MODES = ("uniform", "dense")
+
+
+class StretchySnakeVideoProcessorKwargs(TypedDict, total=False):
+    """Settings of `StretchySnakeVideoProcessor`, stored in `preprocessor_config.json`."""
+
+    num_frames: int
+    size: int
+    patch_size: int | None
+    sampling: str
+    frame_stride: int
+    num_clips: int
+    num_crops: int
+    do_random_resized_crop: bool
+    crop_scale: tuple[float, float]
+    crop_ratio: tuple[float, float]
+    do_flip: bool
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    interpolation: str
+    on_error: str
+
+
+def sample_frame_indices(
+    num_video_frames: int,
+    num_frames: int,
+    sampling: str = "uniform",
+    frame_stride: int = 4,
+    clip_index: int = 0,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Frame indices of one clip of `num_frames` frames out of a video of `num_video_frames` frames.
+
+    - "uniform" (TSN): the video is cut into `num_frames` equal segments and one frame is taken per segment, at the
+      segment's centre (or, for clip k of `num_clips`, at offset `(k + 0.5) / num_clips` of it); with a generator
+      (training) at a random offset. Covers the whole video, so it is the choice for long videos.
+    - "dense": `num_frames` frames `frame_stride` apart; the window is centred (clip k of `num_clips`: windows evenly
+      spread from the start to the end) or, with a generator, starts at a random frame.
+
+    A video shorter than requested repeats frames: "uniform" gives `floor((i + 0.5) * n / num_frames)`, each frame
+    repeated about `num_frames / n` times, and "dense" falls back to the same whole-video stretch when
+    `(num_frames - 1) * frame_stride + 1` frames do not fit.
+    """
+    if num_frames < 1 or num_video_frames < 1:
+        raise ValueError(f"Need at least one frame, got num_frames={num_frames}, video frames={num_video_frames}")
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f"Unknown sampling {sampling!r}; expected one of {SAMPLING_MODES}")
+    span = (num_frames - 1) * frame_stride + 1
+    if sampling == "dense" and span <= num_video_frames:
+        slack = num_video_frames - span
+        if generator is not None:
+            start = int(torch.randint(slack + 1, (1,), generator=generator))
+        elif num_clips > 1:
+            start = round(slack * clip_index / (num_clips - 1))
+        else:
+            start = slack // 2
+        return [start + i * frame_stride for i in range(num_frames)]
+    segment = num_video_frames / num_frames
+    if generator is not None:
+        offsets = torch.rand(num_frames, generator=generator, dtype=torch.float64).tolist()
+    else:
+        offsets = [(clip_index + 0.5) / num_clips] * num_frames
+    return [min(int((i + offset) * segment), num_video_frames - 1) for i, offset in enumerate(offsets)]
+
+
+def random_resized_box(
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
+    """A random `(top, left, box_height, box_width)` covering `scale` of the area with aspect ratio in `ratio`.
+
+    Inception-style random resized crop: up to 10 draws, then the largest centred box with a ratio in range.
+    """
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        draws = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        target_area = area * (scale[0] + (scale[1] - scale[0]) * draws[0])
+        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * draws[1])
+        box_w, box_h = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
+        if 0 < box_w <= width and 0 < box_h <= height:
+            top = int(torch.randint(height - box_h + 1, (1,), generator=generator))
+            left = int(torch.randint(width - box_w + 1, (1,), generator=generator))
+            return top, left, box_h, box_w
+    aspect = min(max(width / height, ratio[0]), ratio[1])
+    box_w, box_h = (width, round(width / aspect)) if width / height < aspect else (round(height * aspect), height)
+    return (height - box_h) // 2, (width - box_w) // 2, box_h, box_w
+
+
+def square_boxes(height: int, width: int, num_crops: int) -> list[tuple[int, int, int, int]]:
+    """`num_crops` squares of side `min(height, width)` spread evenly along the long side (1: the centre one).
+
+    Cropping such a square and resizing it to `size` equals resizing the short side to `size` and cropping.
+    """
+    side = min(height, width)
+    slack_y, slack_x = height - side, width - side
+    fractions = [0.5] if num_crops == 1 else [k / (num_crops - 1) for k in range(num_crops)]
+    return [(round(slack_y * f), round(slack_x * f), side, side) for f in fractions]
+
+
+def _is_frame(item: Any) -> bool:
+    """A single image: PIL image, or a 2-D/3-D array (one frame), as opposed to a whole video."""
+    if hasattr(item, "getbands"):
+        return True
+    return isinstance(item, np.ndarray | torch.Tensor) and item.ndim in (2, 3)
+
+
+def _frames_to_tensor(video: Any) -> torch.Tensor:
+    """In-memory video (array, tensor or list of frames) to uint8 `(num_frames, height, width, 3)`."""
+    if isinstance(video, list | tuple):
+        video = np.stack([np.asarray(frame.convert("RGB")) if hasattr(frame, "convert") else frame for frame in video])
+    frames = torch.as_tensor(np.asarray(video)) if not isinstance(video, torch.Tensor) else video
+    if frames.ndim == 3:  # (num_frames, height, width): grayscale
+        frames = frames.unsqueeze(-1)
+    if frames.ndim != 4:
+        raise ValueError(
+            f"A video array must have 4 dimensions (num_frames, height, width, 3), got {tuple(frames.shape)}"
+        )
+    if frames.shape[-1] not in (1, 3, 4) and frames.shape[1] in (1, 3, 4):
+        frames = frames.permute(0, 2, 3, 1)  # (num_frames, channels, height, width) -> channels last
+    if frames.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {tuple(frames.shape)}"
+        )
+    if frames.is_floating_point():
+        frames = (frames.clamp(0, 1) * 255).round()
+    frames = frames.to(torch.uint8)
+    if frames.shape[-1] == 1:
+        frames = frames.expand(-1, -1, -1, 3)
+    return frames[..., :3]
+
+
+class StretchySnakeVideoProcessor(BaseImageProcessor):
+    r"""
+    Turns videos into StretchySnake's `pixel_values` at any scale: PyAV decoding of only the sampled frames, temporal
+    sampling ("uniform" or "dense"), a square crop resized to `size` (short-side resize + centre crop at evaluation,
+    random resized crop + horizontal flip in training), ImageNet normalization.
+
+    Every argument below is a default that a call can override.
+
+    Args:
+        num_frames (`int`, *optional*, defaults to 16):
+            Frames per clip.
+        size (`int`, *optional*, defaults to 224):
+            Side of the square output frames; a multiple of `patch_size` when that is set.
+        patch_size (`int`, *optional*):
+            Patch size to return with the pixels (the model reads it in `forward`); `None` returns none.
+        sampling (`str`, *optional*, defaults to `"uniform"`):
+            "uniform" (one frame per equal segment; long videos) or "dense" (consecutive frames `frame_stride`
+            apart; short clips). See `sample_frame_indices`.
+        frame_stride (`int`, *optional*, defaults to 4):
+            Distance between frames in "dense" sampling.
+        num_clips (`int`, *optional*, defaults to 1):
+            Clips per video at evaluation (VideoMamba's test protocol uses several); training always takes one.
+        num_crops (`int`, *optional*, defaults to 1):
+            Square crops per clip at evaluation, spread along the long side (3: left, centre, right).
+        do_random_resized_crop (`bool`, *optional*, defaults to `True`):
+            In training, crop a random box (`crop_scale` of the area, aspect in `crop_ratio`); if `False`, a random
+            square of the short side.
+        crop_scale (`tuple[float, float]`, *optional*, defaults to `(0.08, 1.0)`):
+            Area fraction range of the random resized crop.
+        crop_ratio (`tuple[float, float]`, *optional*, defaults to `(0.75, 1.3333)`):
+            Aspect ratio range of the random resized crop.
+        do_flip (`bool`, *optional*, defaults to `True`):
+            In training, flip each clip horizontally with probability 0.5; turn off for direction-sensitive classes
+            ("moving left" / "moving right").
+        image_mean (`tuple[float, float, float]`, *optional*, defaults to ImageNet's):
+            Per-channel mean subtracted after scaling to [0, 1].
+        image_std (`tuple[float, float, float]`, *optional*, defaults to ImageNet's):
+            Per-channel standard deviation divided by.
+        interpolation (`str`, *optional*, defaults to `"bilinear"`):
+            "bilinear" or "bicubic" (antialiased when shrinking).
+        on_error (`str`, *optional*, defaults to `"raise"`):
+            What a video that cannot be decoded does: "raise" the error, or "skip" it with a warning (its index is
+            listed in the output's `skipped_indices`).
+
+    Example:
+
+    ```python
+    >>> from stretchysnake_hf import StretchySnakeVideoProcessor
+
+    >>> processor = StretchySnakeVideoProcessor()
+    >>> inputs = processor(["a.mp4", "b.webm"], num_frames=8, size=128, patch_size=8)  # doctest: +SKIP
+    >>> inputs["pixel_values"].shape  # doctest: +SKIP
+    torch.Size([2, 8, 3, 128, 128])
+    ```
+    """
+
+    model_input_names = ["pixel_values"]
+    valid_kwargs = StretchySnakeVideoProcessorKwargs
+
+    num_frames = 16
+    size = 224
+    patch_size = None
+    sampling = "uniform"
+    frame_stride = 4
+    num_clips = 1
+    num_crops = 1
+    do_random_resized_crop = True
+    crop_scale = (0.08, 1.0)
+    crop_ratio = (3 / 4, 4 / 3)
+    do_flip = True
+    image_mean = tuple(IMAGENET_DEFAULT_MEAN)
+    image_std = tuple(IMAGENET_DEFAULT_STD)
+    interpolation = "bilinear"
+    on_error = "raise"
+
+    def __init__(self, **kwargs: Any) -> None:
+        settings = {key: kwargs.pop(key) for key in self.valid_kwargs.__annotations__ if key in kwargs}
+        super().__init__(**kwargs)
+        for key in self.valid_kwargs.__annotations__:
+            value = settings.get(key, getattr(type(self), key))
+            setattr(self, key, tuple(value) if isinstance(value, list) else value)
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+
+    def preprocess(
+        self,
+        videos: Any,
+        num_frames: int | None = None,
+        size: int | None = None,
+        patch_size: int | None = None,
+        sampling: str | None = None,
+        training: bool = False,
+        return_tensors: str | None = "pt",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        do_sample_frames: bool = True,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        r"""
+        Args:
+            videos: one video or a list of videos; a video is a path (`str`/`Path`), the file's `bytes`, a binary
+                file object, a uint8 array or tensor `(num_frames, height, width, 3)` (or `(num_frames, 3, height,
+                width)`; floats are read as [0, 1]), or a list of PIL images / `(height, width, 3)` arrays. A batch
+                may mix kinds, lengths, sizes and frame rates.
+            num_frames, size, patch_size, sampling: override the processor's settings for this call.
+            training (`bool`, defaults to `False`): random temporal offsets, random resized crop and flip.
+            return_tensors: only "pt" (or `None`, which also gives torch tensors) is supported.
+            generator / seed: the source of training randomness (a `torch.Generator`, or a seed to build one);
+                without either, a generator seeded from torch's global RNG (reproducible under `torch.manual_seed`).
+            do_sample_frames (`bool`, defaults to `True`): `False` keeps every frame (`num_frames` is ignored).
+            kwargs: any other setting of the class (`frame_stride`, `num_clips`, `num_crops`, `do_flip`,
+                `on_error`, ...).
+
+        Returns:
+            `BatchFeature` with `pixel_values`, float32 `(batch_size * num_views, num_frames, 3, size, size)`, where
+            `num_views = num_clips * num_crops` at evaluation and 1 in training, the views of a video contiguous
+            (average logits with `logits.view(batch_size, num_views, -1).mean(1)`); `patch_size` (an `int`) when
+            set; `skipped_indices` (input positions dropped) when `on_error="skip"`.
+        """
+        unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(f"Unexpected arguments for {type(self).__name__}: {sorted(unknown)}")
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"Only return_tensors='pt' is supported, got {return_tensors!r}")
+        opts = {key: getattr(self, key) for key in self.valid_kwargs.__annotations__}
+        opts.update(kwargs)
+        call_settings = {"num_frames": num_frames, "size": size, "patch_size": patch_size, "sampling": sampling}
+        opts.update({key: value for key, value in call_settings.items() if value is not None})
+        size, patch_size = int(opts["size"]), opts["patch_size"]
+        if size < 1 or (patch_size is not None and size % patch_size):
+            raise ValueError(f"size {size} must be a positive multiple of the patch size {patch_size}")
+        if seed is not None and generator is None:
+            generator = torch.Generator().manual_seed(seed)
+        if training and generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        num_clips, num_crops = (1, 1) if training else (opts["num_clips"], opts["num_crops"])
+
+        videos = [videos] if self._is_single_video(videos) else list(videos)
+        clips, skipped = [], []
+        for position, video in enumerate(videos):
+            try:
+                frames = self._sample_clips(
+                    video, opts, num_clips, None if not do_sample_frames else int(opts["num_frames"]), generator
+                )
+            except (VideoDecodeError, OSError) as err:
+                if opts["on_error"] != "skip":
+                    raise
+                logger.warning("Skipping video %d (%s): %s", position, source_name(video), err)
+                skipped.append(position)
+                continue
+            for clip in frames:
+                clips.extend(self._crop_views(clip, size, num_crops, training, opts, generator))
+        pixel_values = torch.stack(clips) if clips else torch.empty(0, int(opts["num_frames"]), 3, size, size)
+        output = BatchFeature({"pixel_values": pixel_values})
+        if patch_size is not None:
+            output["patch_size"] = int(patch_size)
+        if opts["on_error"] == "skip":
+            output["skipped_indices"] = skipped
+        return output
+
+    @staticmethod
+    def _is_single_video(videos: Any) -> bool:
+        if isinstance(videos, str | os.PathLike | bytes | bytearray | memoryview) or hasattr(videos, "read"):
+            return True
+        if isinstance(videos, np.ndarray | torch.Tensor):
+            return videos.ndim <= 4
+        return isinstance(videos, list | tuple) and len(videos) > 0 and _is_frame(videos[0])
+
+    def _sample_clips(
+        self,
+        video: Any,
+        opts: dict[str, Any],
+        num_clips: int,
+        num_frames: int | None,
+        generator: torch.Generator | None,
+    ) -> list[torch.Tensor]:
+        """Decode or gather the frames of `num_clips` clips: a list of uint8 `(num_frames, height, width, 3)`."""
+
+        def clip_indices(num_video_frames: int) -> list[list[int]]:
+            if num_frames is None:
+                return [list(range(num_video_frames))]
+            return [
+                sample_frame_indices(
+                    num_video_frames, num_frames, opts["sampling"], opts["frame_stride"], k, num_clips, generator
+                )
+                for k in range(num_clips)
+            ]
+
+        if isinstance(video, str | os.PathLike | bytes | bytearray | memoryview) or hasattr(video, "read"):
+            per_clip: list[list[int]] = []
+
+            def all_indices(info: VideoInfo) -> list[int]:
+                per_clip.extend(clip_indices(info.num_frames))
+                return [index for indices in per_clip for index in indices]
+
+            # Frames are shrunk while decoding to twice the output size at most: bounds memory for 4K input, and a
+            # 2x antialiased reduction before the final resize keeps the detail the output can show.
+            frames, _ = load_video(video, all_indices, max_short_side=2 * int(opts["size"]))
+            frames = torch.from_numpy(frames)
+            lengths = [len(indices) for indices in per_clip]
+            return list(frames.split(lengths))
+        frames = _frames_to_tensor(video)
+        if len(frames) == 0:
+            raise ValueError("A video array has zero frames")
+        return [frames[indices] for indices in clip_indices(len(frames))]
+
+    def _crop_views(
+        self,
+        clip: torch.Tensor,
+        size: int,
+        num_crops: int,
+        training: bool,
+        opts: dict[str, Any],
+        generator: torch.Generator | None,
+    ) -> list[torch.Tensor]:
+        """uint8 `(num_frames, height, width, 3)` -> `num_crops` normalized float32 `(num_frames, 3, size, size)`."""
+        height, width = clip.shape[1:3]
+        if not training:
+            boxes = square_boxes(height, width, num_crops)
+        elif opts["do_random_resized_crop"]:
+            boxes = [random_resized_box(height, width, opts["crop_scale"], opts["crop_ratio"], generator)]
+        else:
+            side = min(height, width)
+            top = int(torch.randint(height - side + 1, (1,), generator=generator))
+            left = int(torch.randint(width - side + 1, (1,), generator=generator))
+            boxes = [(top, left, side, side)]
+        mean = torch.tensor(opts["image_mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(opts["image_std"], dtype=torch.float32).view(1, 3, 1, 1)
+        views = []
+        for top, left, box_h, box_w in boxes:
+            # [num_frames, 3, box_h, box_w]
+            view = clip[:, top : top + box_h, left : left + box_w].permute(0, 3, 1, 2).float()
+            if (box_h, box_w) != (size, size):
+                view = F.interpolate(
+                    view, size=(size, size), mode=opts["interpolation"], align_corners=False, antialias=True
+                ).clamp_(0, 255)
+            if training and opts["do_flip"] and float(torch.rand(1, generator=generator)) < 0.5:
+                view = view.flip(-1)
+            views.append((view / 255 - mean) / std)
+        return views
+
+
+__all__ = ["StretchySnakeVideoProcessor", "sample_frame_indices"]

@@ -1,0 +1,451 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Flexible training: one (frames, resolution, patch size) per optimizer step, and the Trainer pieces that apply it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import seed_worker
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+STEP_KEY = "flexible_step"
+"""Key of the optimizer step that `StepBatchSampler` attaches to every training example and batch."""
+SEED_KEY = "flexible_batch_seed"
+"""Key of the per-batch augmentation seed that `StepBatchSampler` attaches to every training example."""
+
+
+class Scale(NamedTuple):
+    """One training or evaluation scale: frames per clip, square frame side in pixels, spatial patch size."""
+
+    num_frames: int
+    image_size: int
+    patch_size: int
+
+    @property
+    def num_tokens(self) -> int:
+        """Patch tokens of one clip (tubelet 1): `num_frames * (image_size // patch_size) ** 2`."""
+        return self.num_frames * (self.image_size // self.patch_size) ** 2
+
+
+# Each variant is a pure function of the config listing the scales it trains on (its support); the sampler draws
+# uniformly from that list. Frame counts and spatial pairs are independent, so a uniform draw over the product is an
+# independent uniform draw of T and of (S, p), the design table's rule. Listing the support (instead of drawing
+# inside each rule) makes every rule checkable at construction: divisibility, the token budget, coverage tests.
+
+
+def _single(values: tuple[int, ...], name: str, variant: str) -> int:
+    if len(values) != 1:
+        raise ValueError(f"Variant {variant!r} holds {name} fixed: give exactly one value, got {values}.")
+    return values[0]
+
+
+def _fixed_patch(config: FlexibleTrainingConfig) -> int:
+    """The patch size of variants that keep it fixed: `base_patch_size`, or a one-element `patch_sizes`."""
+    if config.patch_sizes is None:
+        return config.base_patch_size
+    return _single(config.patch_sizes, "the patch size", config.variant)
+
+
+def _divisible(resolution: int, patch_size: int, variant: str) -> tuple[int, int]:
+    if resolution % patch_size:
+        raise ValueError(f"Variant {variant!r}: resolution {resolution} is not divisible by patch size {patch_size}.")
+    return resolution, patch_size
+
+
+def _patch_sizes_near_base(config: FlexibleTrainingConfig, resolution: int) -> tuple[int, ...]:
+    """Default patch sizes for a resolution: its divisors from half to twice `base_patch_size` (FlexiViT's range)."""
+    low, high = max(1, math.ceil(config.base_patch_size / 2)), 2 * config.base_patch_size
+    return tuple(p for p in range(low, high + 1) if resolution % p == 0)
+
+
+def static_tokens_scales(config: FlexibleTrainingConfig) -> list[Scale]:
+    """Fixed `token_grid`; p sampled; S = token_grid * p (default p = round(S / grid) for S in `resolutions`)."""
+    grid = config.token_grid
+    patch_sizes = config.patch_sizes or tuple(sorted({max(1, round(s / grid)) for s in config.resolutions}))
+    return [Scale(t, grid * p, p) for t in config.frames for p in patch_sizes]
+
+
+def static_patch_scales(config: FlexibleTrainingConfig) -> list[Scale]:
+    """Fixed patch size (`base_patch_size`); S sampled from `resolutions`, so the grid S / p varies."""
+    patch_size = _fixed_patch(config)
+    spatial = [_divisible(s, patch_size, config.variant) for s in config.resolutions]
+    return [Scale(t, s, p) for t in config.frames for s, p in spatial]
+
+
+def flexi_patch_scales(config: FlexibleTrainingConfig) -> list[Scale]:
+    """FlexiViT: one fixed resolution; p sampled from `patch_sizes` (default: its divisors near the base patch)."""
+    resolution = _single(config.resolutions, "the resolution", config.variant)
+    patch_sizes = config.patch_sizes or _patch_sizes_near_base(config, resolution)
+    spatial = [_divisible(resolution, p, config.variant) for p in patch_sizes]
+    return [Scale(t, s, p) for t in config.frames for s, p in spatial]
+
+
+def random_scales(config: FlexibleTrainingConfig) -> list[Scale]:
+    """S and p sampled independently among the pairs with S divisible by p (default p: divisors near the base)."""
+    spatial = []
+    for resolution in config.resolutions:
+        candidates = config.patch_sizes or _patch_sizes_near_base(config, resolution)
+        pairs = [(resolution, p) for p in candidates if resolution % p == 0]
+        if not pairs:
+            raise ValueError(f"Variant 'random': no patch size in {candidates} divides resolution {resolution}.")
+        spatial.extend(pairs)
+    return [Scale(t, s, p) for t in config.frames for s, p in spatial]
+
+
+def temporal_only_scales(config: FlexibleTrainingConfig) -> list[Scale]:
+    """One fixed resolution and patch size; T sampled."""
+    resolution, patch_size = _divisible(
+        _single(config.resolutions, "the resolution", config.variant), _fixed_patch(config), config.variant
+    )
+    return [Scale(t, resolution, patch_size) for t in config.frames]
+
+
+def fixed_scales(config: FlexibleTrainingConfig) -> list[Scale]:
+    """The control: one frame count, one resolution, one patch size (ordinary fixed-scale training)."""
+    num_frames = _single(config.frames, "the frame count", config.variant)
+    return [Scale(num_frames, s, p) for _, s, p in temporal_only_scales(config)]
+
+
+VARIANTS: dict[str, Callable[[FlexibleTrainingConfig], list[Scale]]] = {
+    "static_tokens": static_tokens_scales,
+    "static_patch": static_patch_scales,
+    "flexi_patch": flexi_patch_scales,
+    "random": random_scales,
+    "temporal_only": temporal_only_scales,
+    "fixed": fixed_scales,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FlexibleTrainingConfig:
+    """How a flexible run picks its scale each optimizer step (the variants of DESIGN.md's table).
+
+    Args:
+        variant: one of `VARIANTS`: "static_tokens" (the paper's best), "static_patch", "flexi_patch", "random",
+            "temporal_only", or the control "fixed".
+        frames: frame counts T to sample ("fixed" takes exactly one).
+        resolutions: square frame sides S ("flexi_patch", "temporal_only" and "fixed" take exactly one;
+            "static_tokens" uses them only to derive its default patch sizes).
+        patch_sizes: patch sizes p; `None` derives them per variant: `round(S / token_grid)` for static_tokens, the
+            divisors of S between `base_patch_size / 2` and `2 * base_patch_size` for flexi_patch and random,
+            `base_patch_size` for the variants that keep p fixed.
+        token_grid: spatial token grid side that static_tokens keeps fixed (S = token_grid * p).
+        base_patch_size: the patch size of the variants that keep it fixed.
+        seed: seed of the schedule; the scale of step k depends only on (seed, k).
+        max_tokens_per_step: when set, a micro-batch keeps only as many clips as fit in this many patch tokens
+            (`frames * grid**2 * batch`); must hold at least one clip of the largest scale.
+
+    Invalid combinations (a size not divisible by its patch size, several values on a fixed axis, a budget smaller
+    than one clip) raise `ValueError` here, not mid-training. `to_dict`/`from_dict` store the config in a trained
+    model's config under `flexible_training`.
+    """
+
+    variant: str
+    frames: tuple[int, ...] = (8, 16, 32, 64)
+    resolutions: tuple[int, ...] = (96, 128, 224, 384)
+    patch_sizes: tuple[int, ...] | None = None
+    token_grid: int = 14
+    base_patch_size: int = 16
+    seed: int = 0
+    max_tokens_per_step: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"Unknown flexible-training variant {self.variant!r}; choose one of {sorted(VARIANTS)}.")
+        for name in ("frames", "resolutions", "patch_sizes"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            values = tuple(values)
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+                raise ValueError(f"{name} must be a non-empty sequence of positive integers; got {values!r}.")
+            object.__setattr__(self, name, values)
+        for name in ("token_grid", "base_patch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
+        largest = max(self.scales, key=lambda scale: scale.num_tokens)
+        if self.max_tokens_per_step is not None and self.max_tokens_per_step < largest.num_tokens:
+            raise ValueError(
+                f"max_tokens_per_step={self.max_tokens_per_step} cannot hold one clip of the largest scale {largest} "
+                f"({largest.num_tokens} tokens)."
+            )
+
+    @property
+    def scales(self) -> list[Scale]:
+        """Every scale this config can train on."""
+        return VARIANTS[self.variant](self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FlexibleTrainingConfig:
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+
+
+class ScaleSampler:
+    """The flexible schedule: `scale_for_step(step)` is a pure function of (config.seed, step).
+
+    Every process of a distributed run, and a run resumed from a checkpoint, computes the same scale for the same
+    optimizer step without communicating.
+    """
+
+    def __init__(self, config: FlexibleTrainingConfig) -> None:
+        self.config = config
+        self.scales = config.scales
+
+    def scale_for_step(self, step: int) -> Scale:
+        """The (num_frames, image_size, patch_size) of optimizer step `step`."""
+        if step < 0:
+            raise ValueError(f"step must be non-negative; got {step}.")
+        rng = np.random.default_rng([self.config.seed, step])
+        return self.scales[int(rng.integers(len(self.scales)))]
+
+    def batch_size_for(self, scale: Scale, batch_size: int) -> int:
+        """How many of `batch_size` clips a micro-batch at `scale` keeps under `max_tokens_per_step`.
+
+        All micro-batches of one optimizer step, on every process, share the scale and hence this size, so the mean
+        of their mean losses is the mean over every clip of the step: the loss stays a correct mean.
+        """
+        budget = self.config.max_tokens_per_step
+        return batch_size if budget is None else min(batch_size, budget // scale.num_tokens)
+
+
+class StepBatchSampler:
+    """Per-process batch sampler that tags every index with the optimizer step its micro-batch belongs to.
+
+    Epoch e is a permutation of the dataset seeded by (seed, e), cut into global batches of `batch_size *
+    num_processes` (an incomplete last one is dropped); process r takes slice r of each. Its k-th micro-batch of
+    epoch e belongs to optimizer step `e * ceil(K / grad_accum) + k // grad_accum` (K micro-batches per epoch), the
+    Trainer's own count. The sampler runs in the main process, in order, so the tag is right however many workers
+    prefetch, and a resumed run that skips the first batches still sees each batch with its original step.
+
+    Yields lists of `(index, step, batch_seed)`; `StepTaggedDataset` turns them into tagged examples.
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        batch_size: int,
+        gradient_accumulation_steps: int = 1,
+        num_processes: int = 1,
+        process_index: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if num_examples < batch_size * num_processes:
+            raise ValueError(
+                f"{num_examples} training examples cannot fill one batch of {batch_size} on each of "
+                f"{num_processes} processes."
+            )
+        self.num_examples = num_examples
+        self.batch_size = batch_size
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.num_processes = num_processes
+        self.process_index = process_index
+        self.seed = seed
+        self.drop_last = True
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.num_examples // (self.batch_size * self.num_processes)
+
+    @property
+    def updates_per_epoch(self) -> int:
+        return math.ceil(len(self) / self.gradient_accumulation_steps)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        global_batch = self.batch_size * self.num_processes
+        first_step = self.epoch * self.updates_per_epoch
+        for k in range(len(self)):
+            start = k * global_batch + self.process_index * self.batch_size
+            step = first_step + k // self.gradient_accumulation_steps
+            batch_seed = int(np.random.default_rng([self.seed, self.epoch, k, self.process_index]).integers(2**62))
+            yield [(int(i), step, batch_seed) for i in order[start : start + self.batch_size]]
+
+
+class StepTaggedDataset(Dataset):
+    """Wraps a map-style dataset of dict examples; `dataset[(index, step, seed)]` adds the step and seed tags."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        index, step, batch_seed = key
+        return {**self.dataset[index], STEP_KEY: step, SEED_KEY: batch_seed}
+
+
+class FlexibleVideoCollator:
+    """Trainer `data_collator` that decodes a batch of raw examples at the scale of its optimizer step.
+
+    Training examples carry the step (and an augmentation seed) attached by `StepBatchSampler`, which
+    `FlexibleTrainer` installs; the collator asks `sampler.scale_for_step(step)`, cuts the batch to the token budget,
+    and calls the processor with `training=True`. Examples without a tag (evaluation) are processed at `eval_scale`
+    with `training=False`. Videos the processor skips (`on_error="skip"`) are dropped with their labels.
+
+    Args:
+        processor: a `StretchySnakeVideoProcessor` (or anything with its call signature).
+        sampler: the `ScaleSampler` of the run.
+        eval_scale: the fixed evaluation scale; `None` uses the processor's and the model's defaults.
+        video_key / label_key: example fields holding the video (path, bytes, array, ...) and the class index.
+
+    Returns dicts with `pixel_values` `(batch_size, num_frames, 3, image_size, image_size)`, `labels`,
+    `patch_size`, and in training `flexible_step` (which `FlexibleTrainer` checks and removes).
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        sampler: ScaleSampler,
+        eval_scale: Scale | Sequence[int] | None = None,
+        video_key: str = "video",
+        label_key: str = "label",
+    ) -> None:
+        self.processor = processor
+        self.sampler = sampler
+        self.eval_scale = Scale(*eval_scale) if eval_scale is not None else None
+        self.video_key = video_key
+        self.label_key = label_key
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        step = examples[0].get(STEP_KEY)
+        if step is None:
+            scale, training, seed = self.eval_scale, False, None
+        else:
+            scale, seed = self.sampler.scale_for_step(step), examples[0][SEED_KEY]
+            examples = examples[: self.sampler.batch_size_for(scale, len(examples))]
+            training = True
+        num_frames, image_size, patch_size = scale if scale is not None else (None, None, None)
+        inputs = self.processor(
+            [example[self.video_key] for example in examples],
+            num_frames=num_frames,
+            size=image_size,
+            patch_size=patch_size,
+            training=training,
+            seed=seed,
+            return_tensors="pt",
+        )
+        skipped = set(inputs.get("skipped_indices", ()))
+        labels = [example[self.label_key] for i, example in enumerate(examples) if i not in skipped]
+        batch = {"pixel_values": inputs["pixel_values"], "labels": torch.tensor(labels, dtype=torch.long)}
+        if inputs.get("patch_size") is not None:
+            batch["patch_size"] = inputs["patch_size"]
+        if training:
+            batch[STEP_KEY] = step
+        return batch
+
+
+class _EpochFromStepCallback(TrainerCallback):
+    """Sets the batch sampler's epoch from the global step at each epoch start.
+
+    The Trainer's own `set_epoch` does not reach a batch sampler behind accelerate's `SkipBatchSampler` in the first
+    epoch of a resumed run; `global_step // updates_per_epoch` is the epoch in both fresh and resumed runs.
+    """
+
+    def __init__(self, batch_sampler: StepBatchSampler) -> None:
+        self.batch_sampler = batch_sampler
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.batch_sampler.set_epoch(state.global_step // self.batch_sampler.updates_per_epoch)
+
+
+class FlexibleTrainer(Trainer):
+    """A `Trainer` for flexible training with a `FlexibleVideoCollator`.
+
+    Its training dataloader uses `StepBatchSampler`, so each batch is decoded (in the dataloader workers) at the
+    scale of the optimizer step that will consume it; this stays right with gradient accumulation, several workers,
+    several processes and `resume_from_checkpoint`. Each training step checks that its batch was made for it, and
+    the scale of the last step joins the logged loss. Pass `scale_log_file` to also write one JSON line per
+    micro-batch (`step`, `rank`, `num_frames`, `image_size`, `patch_size`, `batch_size`) per process, to the path
+    with `.rank{r}` appended.
+
+    Needs `remove_unused_columns=False` (the collator reads the raw video column).
+    """
+
+    def __init__(self, *args: Any, scale_log_file: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.data_collator, FlexibleVideoCollator):
+            raise TypeError("FlexibleTrainer needs a FlexibleVideoCollator as data_collator.")
+        if self.args.remove_unused_columns:
+            raise ValueError(
+                "FlexibleTrainer needs TrainingArguments(remove_unused_columns=False): the collator reads the raw "
+                "video column, which the Trainer would drop."
+            )
+        self.scale_log_file = scale_log_file
+        self._step_scale: dict[str, int] | None = None
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        batch_sampler = StepBatchSampler(
+            len(self.train_dataset),
+            batch_size=self._train_batch_size,
+            gradient_accumulation_steps=self.args.gradient_accumulation_steps,
+            num_processes=self.args.world_size,
+            process_index=self.args.process_index,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+        num_workers = self.args.dataloader_num_workers
+        dataloader = DataLoader(
+            StepTaggedDataset(self.train_dataset),
+            batch_sampler=batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers and num_workers > 0,
+            prefetch_factor=self.args.dataloader_prefetch_factor if num_workers > 0 else None,
+            worker_init_fn=partial(seed_worker, num_workers=num_workers, rank=self.args.process_index),
+        )
+        dataloader = self.accelerator.prepare(dataloader)
+        # The sampler already shards by process: make accelerate's BatchSamplerShard wrapper a passthrough (as the
+        # Trainer does for its own rank-aware BatchRebalanceSampler).
+        shard = getattr(dataloader, "batch_sampler", None)
+        if shard is not None and getattr(shard, "batch_sampler", None) is batch_sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, _EpochFromStepCallback):
+                self.callback_handler.remove_callback(callback)
+        self.add_callback(_EpochFromStepCallback(batch_sampler))
+        return dataloader
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None):
+        step = inputs.pop(STEP_KEY)
+        if step != self.state.global_step:
+            raise RuntimeError(f"Batch made for optimizer step {step} reached step {self.state.global_step}.")
+        pixel_values = inputs["pixel_values"]
+        self._step_scale = {
+            "num_frames": pixel_values.shape[1],
+            "image_size": pixel_values.shape[-1],
+            "patch_size": int(inputs.get("patch_size") or self.model.config.patch_size),
+            "batch_size": pixel_values.shape[0],
+        }
+        if self.scale_log_file is not None:
+            with open(f"{self.scale_log_file}.rank{self.args.process_index}", "a") as log_file:
+                log_file.write(json.dumps({"step": step, "rank": self.args.process_index, **self._step_scale}) + "\n")
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._step_scale is not None:
+            logs = {**logs, **{f"scale_{key}": value for key, value in self._step_scale.items()}}
+        super().log(logs, start_time)

@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import ConversionOps, PreTrainedModel, WeightConverter
 from transformers import initialization as init
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.utils import logging
 
 from .configuration_stretchysnake import StretchySnakeConfig
-from .resizing import pi_resize_patch_kernel, resize_spatial_pos_embed, resize_temporal_pos_embed
+from .resizing import pi_resize_patch_kernel, rebase_tensor, resize_spatial_pos_embed, resize_temporal_pos_embed
 from .selective_scan import selective_scan
 
 logger = logging.get_logger(__name__)
@@ -41,6 +43,8 @@ def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
         raise ValueError(f"pixel_values is empty: shape {tuple(pixel_values.shape)}.")
     if not pixel_values.is_floating_point():
         raise ValueError(f"pixel_values must be a floating-point tensor; got {pixel_values.dtype}.")
+    if pixel_values.is_meta:  # shape-only runs (FLOP counting) have no values to check
+        return
     non_finite = (~torch.isfinite(pixel_values)).sum().item()
     if non_finite:
         raise ValueError(f"pixel_values contains {non_finite} NaN or infinite values.")
@@ -286,6 +290,54 @@ class StretchySnakeBlock(GradientCheckpointingLayer):
         return hidden_states + self.drop_path(mixed).to(hidden_states.dtype)
 
 
+class StretchySnakeRebaseOp(ConversionOps):
+    """Load-time op re-basing a scale-dependent checkpoint tensor to the shape of the model being loaded.
+
+    `from_pretrained(path, num_frames=..., image_size=..., patch_size=...)` builds the model at the requested base
+    scale (on the meta device), and this op resizes the checkpoint's position tables and patch kernel to it with
+    `rebase_tensor` (the resize the forward uses), instead of a size mismatch or a re-initialisation. The model
+    already has the target shapes, so the same op, run on save, leaves tensors as they are.
+    """
+
+    def convert(
+        self,
+        input_dict: dict[str, torch.Tensor | list[torch.Tensor]],
+        source_patterns: list[str],
+        target_patterns: list[str],
+        full_layer_name: str | None = None,
+        model: nn.Module | None = None,
+        **kwargs,
+    ) -> dict[str, torch.Tensor]:
+        tensor = next(iter(input_dict.values()))
+        tensor = tensor[0] if isinstance(tensor, list) else tensor
+        try:
+            target_shape = model.get_parameter(full_layer_name).shape
+        except AttributeError:  # a key the model does not have: the loader reports it as unexpected
+            return {target_patterns[0]: tensor}
+        return {target_patterns[0]: rebase_tensor(full_layer_name, tensor, target_shape)}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
+
+# Registered under the model type rather than the class names so that remote-code copies of these classes get it too.
+register_checkpoint_conversion_mapping(
+    StretchySnakeConfig.model_type,
+    [
+        WeightConverter(pattern, pattern, operations=[StretchySnakeRebaseOp()])
+        for pattern in (
+            "embeddings.position_embeddings",
+            "embeddings.temporal_position_embeddings",
+            "patch_embeddings.projection.weight",
+        )
+    ],
+    overwrite=True,
+)
+
+
 class StretchySnakePreTrainedModel(PreTrainedModel):
     config_class = StretchySnakeConfig
     base_model_prefix = "stretchysnake"
@@ -293,6 +345,30 @@ class StretchySnakePreTrainedModel(PreTrainedModel):
     input_modalities = "video"
     supports_gradient_checkpointing = True
     _no_split_modules = ["StretchySnakeBlock"]
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs
+    ) -> StretchySnakePreTrainedModel:
+        """`PreTrainedModel.from_pretrained`, at any base scale, refusing checkpoints of other architectures.
+
+        Geometry overrides (`num_frames`, `image_size`, `patch_size`, `tubelet_size`) set the base scale of the
+        returned model; the checkpoint's position tables and patch kernel are resized to it at load time
+        (`StretchySnakeRebaseOp`, logged at info level), everything else loads as is: e.g.
+        `StretchySnakeForVideoClassification.from_pretrained(path, num_frames=16, image_size=112, patch_size=8)`.
+        """
+        config = kwargs.get("config")
+        source = pretrained_model_name_or_path if config is None else config
+        if isinstance(source, (str, os.PathLike)):
+            hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+            model_type = cls.config_class.get_config_dict(source, **hub_kwargs)[0].get("model_type")
+            if model_type not in (None, cls.config_class.model_type):
+                raise ValueError(
+                    f"{source} holds a {model_type!r} checkpoint, not a {cls.config_class.model_type!r} one; load it "
+                    f"with its own class (e.g. AutoModelForVideoClassification), or convert an original VideoMamba "
+                    f"checkpoint with `python -m stretchysnake_hf.convert_videomamba`."
+                )
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -8,6 +8,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from transformers.utils import logging
+
+# A child of the transformers logger, so `transformers.logging.set_verbosity_info()` shows every resized tensor.
+logger = logging.get_logger(f"transformers.{__name__}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -116,3 +120,31 @@ def resize_temporal_pos_embed(table: torch.Tensor, new_length: int) -> torch.Ten
         return table
     resized = F.interpolate(table.transpose(1, 2).float(), size=new_length, mode="linear", align_corners=False)
     return resized.transpose(1, 2).to(table.dtype)  # [1, new_length, hidden]
+
+
+def rebase_tensor(name: str, tensor: torch.Tensor, target_shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """Resize a checkpoint tensor that depends on the input scale to the scale of `target_shape`.
+
+    The three scale-dependent tensors are recognised by their parameter name: the spatial position table
+    (`...embeddings.position_embeddings`, bicubic; square grids, as a config's base grid is), the temporal table
+    (`...temporal_position_embeddings`, linear) and the patch kernel (`...patch_embeddings.projection.weight`,
+    PI-resize). Only the scale dims are resized (grid, frame count, kernel size): a tensor whose channel dims differ
+    from `target_shape` comes back with those dims unchanged, for the caller's size-mismatch check to report. Any
+    other name, or an equal shape, returns `tensor` itself.
+    """
+    target_shape = tuple(target_shape)
+    if tuple(tensor.shape) == target_shape or len(target_shape) != tensor.dim():
+        return tensor
+    if name.endswith("temporal_position_embeddings"):
+        resized = resize_temporal_pos_embed(tensor, target_shape[1])
+    elif name.endswith("embeddings.position_embeddings"):
+        side = math.isqrt(target_shape[1] - 1)
+        if side * side != target_shape[1] - 1:
+            raise ValueError(f"{name}: target shape {target_shape} does not hold a square grid plus a cls slot.")
+        resized = resize_spatial_pos_embed(tensor, (side, side))
+    elif name.endswith("patch_embeddings.projection.weight"):
+        resized = pi_resize_patch_kernel(tensor, target_shape[2:])
+    else:
+        return tensor
+    logger.info(f"Resized {name} from {tuple(tensor.shape)} to {tuple(resized.shape)}.")
+    return resized

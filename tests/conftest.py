@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from transformers.utils import logging
 
 from stretchysnake_hf import StretchySnakeConfig
 
@@ -25,3 +26,12 @@ def tiny_config(**overrides) -> StretchySnakeConfig:
 @pytest.fixture
 def make_tiny_config():
     return tiny_config
+
+
+@pytest.fixture
+def transformers_info_logs():
+    """Raise transformers' verbosity to info for one test (read the messages with `CaptureLogger`)."""
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_info()
+    yield
+    logging.set_verbosity(verbosity)

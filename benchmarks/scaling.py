@@ -1,0 +1,199 @@
+"""Cost against video length: StretchySnake vs VideoMAE side by side, and against the machine's matmul throughput.
+
+Both models get the same width, depth, patch size and tubelet (VideoMAE heads = width / 64) and the same inputs, at
+every (frames, resolution) setting. Each measurement runs in a fresh process, so its peak memory (peak RSS above the
+RSS before the first forward) is its own. Run by hand:
+
+    python benchmarks/scaling.py                       # tiny width/depth, 8-64 frames at 112 and 224 px
+    python benchmarks/scaling.py --frames 8 16 --sizes 112 --repeats 1
+
+The last lines are the ratios the performance targets are about: forward cost growth divided by token growth
+(1.0 = linear), StretchySnake / VideoMAE time and memory at the largest setting both ran, and the tiny forward's
+achieved FLOP/s as a fraction of dense float32 matmul throughput measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def _build(model_name: str, preset: str, frames: int, size: int):
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+    from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
+
+    snake_config = StretchySnakeConfig.from_preset(preset, num_labels=400, drop_path_rate=0.0)
+    if model_name == "stretchysnake":
+        return StretchySnakeForVideoClassification(snake_config)
+    width = snake_config.hidden_size
+    config = VideoMAEConfig(
+        image_size=size,
+        patch_size=snake_config.patch_size,
+        num_frames=frames,
+        tubelet_size=snake_config.tubelet_size,
+        hidden_size=width,
+        num_hidden_layers=snake_config.num_hidden_layers,
+        num_attention_heads=width // 64,
+        intermediate_size=4 * width,
+        num_labels=400,
+    )
+    return VideoMAEForVideoClassification(config)
+
+
+def _flops(model_name: str, model, shape: tuple[int, ...]) -> int:
+    if model_name == "stretchysnake":
+        from stretchysnake_hf.flops import count_flops
+
+        return count_flops(model, shape)
+    from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop
+
+    # torch counts the CUDA attention kernels but not the CPU flash one; its FLOPs are those of any exact attention.
+    cpu_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    register_flop_formula(cpu_flash, get_raw=True)(sdpa_flop)  # sdpa_flop already takes tensors or shapes
+        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop(q.shape, k.shape, v.shape)
+    )
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.eval()(torch.randn(shape))
+    return counter.get_total_flops()
+
+
+def worker(spec: dict) -> dict:
+    """One model, one setting, one mode, in this process: median seconds, peak extra memory and (forward) FLOPs."""
+    torch.manual_seed(0)
+    shape = (spec["batch"], spec["frames"], 3, spec["size"], spec["size"])
+    model = _build(spec["model"], spec["preset"], spec["frames"], spec["size"])
+    pixel_values = torch.randn(shape)
+    labels = torch.zeros(spec["batch"], dtype=torch.long)
+    flops = _flops(spec["model"], model, shape) if spec["mode"] == "forward" else None
+
+    def step() -> None:
+        if spec["mode"] == "forward":
+            with torch.inference_mode():
+                model.eval()(pixel_values)
+        else:
+            model.train()(pixel_values, labels=labels).loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    baseline = _rss_bytes()
+    step()  # warm-up: JIT compilation, caches, allocator
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": sorted(times)[len(times) // 2], "peak_bytes": max(peak - baseline, 0), "flops": flops}
+
+
+def matmul_flops_per_second(n: int = 4096, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def _run(spec: dict, timeout: float) -> dict | None:
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        print(f"  {spec['model']} {spec['mode']} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds before a measurement counts as not fitting"
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+
+    from tqdm import tqdm
+
+    matmul = matmul_flops_per_second()
+    settings = sorted(((t, s) for t in args.frames for s in args.sizes), key=lambda ts: ts[0] * ts[1] ** 2)
+    rows = []
+    with tqdm(total=len(settings) * 4, desc="measuring", file=sys.stderr) as progress:
+        for frames, size in settings:
+            row = {"frames": frames, "size": size, "tokens": frames * (size // 16) ** 2}
+            for model_name in ("stretchysnake", "videomae"):
+                for mode in ("forward", "train"):
+                    spec = dict(vars(args), model=model_name, mode=mode, frames=frames, size=size)
+                    row[model_name, mode] = _run(spec, args.timeout)
+                    progress.update()
+            rows.append(row)
+
+    def cell(result: dict | None, key: str, scale: float, fmt: str) -> str:
+        return "did not fit" if result is None else format(result[key] / scale, fmt)
+
+    print(f"\nDense float32 matmul throughput: {matmul / 1e9:.1f} GFLOP/s (torch.matmul 4096x4096)")
+    print(
+        f"Model: {args.preset} width/depth for both, batch {args.batch}; times are medians of {args.repeats} runs.\n"
+    )
+    print(
+        "| frames x px | tokens | model | forward s | fwd+bwd s | peak MiB fwd | peak MiB train | GFLOPs | FLOP/s vs matmul |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        for model_name in ("stretchysnake", "videomae"):
+            fwd, train = row[model_name, "forward"], row[model_name, "train"]
+            efficiency = "-" if fwd is None else f"{fwd['flops'] / fwd['seconds'] / matmul:.0%}"
+            print(
+                f"| {row['frames']} x {row['size']} | {row['tokens']} | {model_name} | {cell(fwd, 'seconds', 1, '.3f')} "
+                f"| {cell(train, 'seconds', 1, '.3f')} | {cell(fwd, 'peak_bytes', 2**20, '.0f')} "
+                f"| {cell(train, 'peak_bytes', 2**20, '.0f')} | {cell(fwd, 'flops', 1e9, '.1f')} | {efficiency} |"
+            )
+
+    print("\n| ratio | value |\n|---|---|")
+    for model_name in ("stretchysnake", "videomae"):
+        measured = [r for r in rows if r[model_name, "forward"] is not None]
+        if len(measured) >= 2:
+            first, last = measured[0], measured[-1]
+            growth = last[model_name, "forward"]["seconds"] / first[model_name, "forward"]["seconds"]
+            print(
+                f"| {model_name} forward time growth / token growth ({first['frames']}x{first['size']} -> "
+                f"{last['frames']}x{last['size']}) | {growth / (last['tokens'] / first['tokens']):.2f} |"
+            )
+    both = [r for r in rows if all(r[m, "forward"] and r[m, "train"] for m in ("stretchysnake", "videomae"))]
+    if both:
+        r = both[-1]
+        for mode, label in (("forward", "forward"), ("train", "fwd+bwd")):
+            snake, mae = r["stretchysnake", mode], r["videomae", mode]
+            print(
+                f"| StretchySnake / VideoMAE {label} time at {r['frames']}x{r['size']} | {snake['seconds'] / mae['seconds']:.2f} |"
+            )
+            print(
+                f"| StretchySnake / VideoMAE {label} peak memory at {r['frames']}x{r['size']} "
+                f"| {snake['peak_bytes'] / max(mae['peak_bytes'], 1):.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

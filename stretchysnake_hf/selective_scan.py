@@ -1,12 +1,43 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Selective-scan operators (Mamba's S6 recurrence) with interchangeable backends."""
+"""Selective-scan operators (Mamba's S6 recurrence) with interchangeable backends.
+
+Every backend takes mamba-ssm's arguments, computes what `selective_scan_reference` computes and returns the same:
+
+- "reference": a plain sequential loop, the oracle of the tests;
+- "numba": a fused CPU kernel, parallel over batch x channels, with a hand-written reverse-time backward;
+- "chunked": portable pure torch, a loop over chunks with a log-depth scan inside each chunk;
+- "cuda": mamba-ssm's `selective_scan_fn`, imported on first use (it needs a GPU to build and import).
+
+Neither the forward nor the backward of the fast backends holds a (batch, channels, length, d_state) tensor: they
+keep the state at every `_CHECKPOINT_STRIDE`-th step (numba) or chunk boundary (chunked) and recompute the rest.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers.utils import logging
+
+try:
+    import numba
+except ImportError:  # the "numba" backend is then unavailable and "auto" runs "chunked" on CPU
+    numba = None
+
+logger = logging.get_logger(__name__)
 
 SCAN_BACKENDS = ("auto", "reference", "numba", "chunked", "cuda")
+
+# Steps between the states kept for the backward pass: memory length / stride x channels x d_state, and a
+# (stride, d_state) recomputation buffer per thread.
+_CHECKPOINT_STRIDE = 64
+# Chunk length of the "chunked" backend: a Python loop over length / chunk chunks, each a log2(chunk)-step scan.
+_CHUNK_SIZE = 64
 
 
 def selective_scan_reference(
@@ -55,17 +86,318 @@ def selective_scan_reference(
     return y.to(dtype_in)
 
 
-_BACKEND_FUNCTIONS = {"reference": selective_scan_reference}
+def _gated_scan(
+    scan_core: Callable[..., torch.Tensor],
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+) -> torch.Tensor:
+    """`selective_scan_reference` around `scan_core(u, dt, A, B, C) -> <h_t, C_t>` (B D L), which gets contiguous
+    float32 (or float64) tensors. The elementwise parts (bias, softplus, skip, gate) are left to torch's autograd:
+    they only save (B D L) tensors."""
+    dtype_in = u.dtype
+    compute_dtype = torch.float64 if dtype_in == torch.float64 else torch.float32
+    u, delta, A, B, C = (t.to(compute_dtype).contiguous() for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(compute_dtype)[None, :, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    y = scan_core(u, delta, A, B, C)
+    if D is not None:
+        y = y + D.to(compute_dtype)[None, :, None] * u
+    if z is not None:
+        y = y * F.silu(z.to(compute_dtype))
+    return y.to(dtype_in)
+
+
+def _decays(dt: torch.Tensor, A: torch.Tensor, start: int, steps: int) -> torch.Tensor:
+    """exp(dt_t A) for t in [start, start + steps): dt (B D L), A (D N) -> (B D steps N), contiguous."""
+    return torch.exp(dt[:, :, start : start + steps, None] * A[:, None, :])
+
+
+if numba is not None:
+
+    @numba.njit(parallel=True, cache=True)
+    def _scan_chunk_forward(u, dt, decay, B, C, start, state, y):
+        """Advances `state` (b d n) through steps [start, start + k) and writes y_t = <h_t, C_t> into y.
+
+        u, dt, y (b d l); decay (b d k n) = exp(dt A) of those steps; B, C (b l n). One thread per (batch, channel).
+        """
+        batch, channels, steps, state_size = decay.shape
+        for index in numba.prange(batch * channels):
+            b, d = index // channels, index % channels
+            for i in range(steps):
+                t = start + i
+                dt_u = dt[b, d, t] * u[b, d, t]
+                y_t = 0.0
+                for n in range(state_size):
+                    state[b, d, n] = decay[b, d, i, n] * state[b, d, n] + dt_u * B[b, t, n]
+                    y_t += state[b, d, n] * C[b, t, n]
+                y[b, d, t] = y_t
+
+    @numba.njit(parallel=True, cache=True)
+    def _scan_chunk_backward(
+        u, dt, A, decay, B, C, start, state, grad_y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
+    ):
+        """Reverse-time scan through steps [start, start + k), whose states are recomputed from `state` (b d n), the
+        state before the chunk. Arguments as in `_scan_chunk_forward`, and:
+
+        grad_state (b d n): exp(dt_{t+1} A) g_h_{t+1} after the chunk on entry, at its first step on return, where
+        g_h_t = g_y_t C_t + exp(dt_{t+1} A) g_h_{t+1}. grad_u, grad_dt (b d l): written for these steps.
+        grad_A (b d n, float64): accumulated per batch element. grad_B, grad_C (b groups l n): accumulated per
+        channel group; one thread per (batch, group) walks its channels, so no two threads write the same element.
+        """
+        batch, channels, steps, state_size = decay.shape
+        groups = grad_B.shape[1]
+        for index in numba.prange(batch * groups):
+            b, group = index // groups, index % groups
+            states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{start+steps-1}
+            for d in range(group, channels, groups):
+                states[0, :] = state[b, d, :]
+                for i in range(steps):
+                    t = start + i
+                    dt_u = dt[b, d, t] * u[b, d, t]
+                    for n in range(state_size):
+                        states[i + 1, n] = decay[b, d, i, n] * states[i, n] + dt_u * B[b, t, n]
+                for i in range(steps - 1, -1, -1):
+                    t = start + i
+                    grad_y_t, dt_t, u_t = grad_y[b, d, t], dt[b, d, t], u[b, d, t]
+                    grad_dt_u = 0.0  # gradient of dt_t * u_t
+                    grad_dt_t = 0.0
+                    for n in range(state_size):
+                        grad_h = grad_state[b, d, n] + grad_y_t * C[b, t, n]
+                        grad_C[b, group, t, n] += grad_y_t * states[i + 1, n]
+                        grad_B[b, group, t, n] += grad_h * dt_t * u_t
+                        grad_dt_u += grad_h * B[b, t, n]
+                        grad_decay = grad_h * states[i, n] * decay[b, d, i, n]  # d/d(dt A) of exp(dt A) h_{t-1}
+                        grad_dt_t += grad_decay * A[d, n]
+                        grad_A[b, d, n] += grad_decay * dt_t
+                        grad_state[b, d, n] = grad_h * decay[b, d, i, n]
+                    grad_u[b, d, t] = grad_dt_u * dt_t
+                    grad_dt[b, d, t] = grad_dt_t + grad_dt_u * u_t
+
+
+class SelectiveScanNumbaFn(torch.autograd.Function):
+    """y_t = <h_t, C_t> of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t on CPU: u, dt, y (B D L); A (D N); B, C (B N L).
+
+    The recurrence runs in fused numba kernels, `_CHECKPOINT_STRIDE` steps per call, with the decays of those steps
+    computed by torch (its vectorized exp). The backward is a hand-written reverse-time scan. Saved for it: the inputs
+    and the state before every chunk (B D L/stride N); a chunk's states are recomputed when the backward reaches it.
+    Takes contiguous float32 or float64 tensors of one dtype (see `_gated_scan`).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        u: torch.Tensor,
+        dt: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+    ) -> torch.Tensor:
+        batch, channels, length = u.shape
+        B_t, C_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B L N): B_t read at each step
+        y = torch.empty_like(u)
+        state = u.new_zeros(batch, channels, A.shape[1])
+        checkpoints = u.new_empty(math.ceil(length / _CHECKPOINT_STRIDE), batch, channels, A.shape[1])
+        arrays = [t.detach().numpy() for t in (u, dt, B_t, C_t)]
+        for chunk, start in enumerate(range(0, length, _CHECKPOINT_STRIDE)):
+            checkpoints[chunk] = state
+            decay = _decays(dt, A, start, _CHECKPOINT_STRIDE)
+            _scan_chunk_forward(*arrays[:2], decay.numpy(), *arrays[2:], start, state.numpy(), y.numpy())
+        ctx.save_for_backward(u, dt, A, B_t, C_t, checkpoints)
+        return y
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        u, dt, A, B_t, C_t, checkpoints = ctx.saved_tensors
+        batch, channels, length = u.shape
+        groups = min(channels, numba.get_num_threads())
+        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
+        grad_state = u.new_zeros(batch, channels, A.shape[1])
+        grad_A = torch.zeros(batch, channels, A.shape[1], dtype=torch.float64)
+        grad_B, grad_C = (u.new_zeros(batch, groups, length, A.shape[1]) for _ in range(2))
+        arrays = [t.detach().numpy() for t in (u, dt, A)]
+        outputs = [t.numpy() for t in (grad_u, grad_dt, grad_A, grad_B, grad_C)]
+        grad_y = grad_y.to(u.dtype).contiguous().numpy()
+        for chunk in range(len(checkpoints) - 1, -1, -1):
+            start = chunk * _CHECKPOINT_STRIDE
+            decay = _decays(dt, A, start, _CHECKPOINT_STRIDE)
+            _scan_chunk_backward(
+                *arrays, decay.numpy(), B_t.numpy(), C_t.numpy(), start, checkpoints[chunk].numpy(), grad_y,
+                grad_state.numpy(), *outputs,
+            )  # fmt: skip
+        return (
+            grad_u,
+            grad_dt,
+            grad_A.sum(0).to(A.dtype),
+            grad_B.sum(1).transpose(1, 2),
+            grad_C.sum(1).transpose(1, 2),
+        )
+
+
+def selective_scan_numba_fn(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """`selective_scan_reference` on CPU tensors by fused numba kernels; same arguments and return."""
+    return _gated_scan(SelectiveScanNumbaFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _chunk_scan(
+    dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, u: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of the scan: dt, u (B D K); A (D N); B, C (B N K); state (B D N) before the chunk.
+
+    Returns y = <h_t, C_t> (B D K) and the last state (B D N). Inside the chunk a Hillis-Steele scan composes the
+    affine maps h -> a h + b in log2(K) steps; it only multiplies decays in (0, 1], so nothing under- or overflows
+    into a NaN however long the sequence.
+    """
+    decay = _decays(dt, A, 0, dt.shape[-1])  # (B D K N)
+    drive = (dt * u)[..., None] * B.transpose(1, 2)[:, None]  # (B D K N)
+    offset = 1
+    while offset < dt.shape[-1]:
+        drive = torch.cat(
+            [drive[:, :, :offset], decay[:, :, offset:] * drive[:, :, :-offset] + drive[:, :, offset:]], 2
+        )
+        decay = torch.cat([decay[:, :, :offset], decay[:, :, offset:] * decay[:, :, :-offset]], 2)
+        offset *= 2
+    states = drive + decay * state[:, :, None]  # (B D K N)
+    return torch.einsum("bdkn,bnk->bdk", states, C), states[:, :, -1]
+
+
+def _chunked_scan_core(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
+    """y_t = <h_t, C_t> (B D L) by a loop over chunks of `_CHUNK_SIZE` steps. Under autograd each chunk is
+    checkpointed: the backward keeps one (B D N) state per chunk and recomputes a chunk's (B D K N) tensors."""
+    state = u.new_zeros(*u.shape[:2], A.shape[1])
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C))
+    outputs = []
+    for start in range(0, u.shape[-1], _CHUNK_SIZE):
+        chunk = slice(start, start + _CHUNK_SIZE)
+        args = (dt[..., chunk], A, B[..., chunk], C[..., chunk], u[..., chunk], state)
+        if recompute:
+            y, state = checkpoint(_chunk_scan, *args, use_reentrant=False, preserve_rng_state=False)
+        else:
+            y, state = _chunk_scan(*args)
+        outputs.append(y)
+    return torch.cat(outputs, dim=-1)
+
+
+def selective_scan_chunked_fn(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """`selective_scan_reference` in portable torch, a loop over chunks vectorized inside; same arguments and return."""
+    return _gated_scan(_chunked_scan_core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+@functools.cache
+def _mamba_ssm_kernels() -> tuple[Callable, Callable] | None:
+    """mamba-ssm's `(selective_scan_fn, mamba_inner_fn)`, imported on first use; None when not installed."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn, selective_scan_fn
+    except ImportError:
+        return None
+    return selective_scan_fn, mamba_inner_fn
+
+
+@functools.cache
+def _causal_conv1d_kernel() -> Callable | None:
+    """causal-conv1d's `causal_conv1d_fn`, imported on first use; None when not installed."""
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except ImportError:
+        return None
+    return causal_conv1d_fn
+
+
+def selective_scan_cuda_fn(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """`selective_scan_reference` on CUDA tensors by mamba-ssm's `selective_scan_fn`; same arguments and return."""
+    selective_scan_fn, _ = _mamba_ssm_kernels()
+    return selective_scan_fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+
+
+_BACKEND_FUNCTIONS = {
+    "reference": selective_scan_reference,
+    "numba": selective_scan_numba_fn,
+    "chunked": selective_scan_chunked_fn,
+    "cuda": selective_scan_cuda_fn,
+}
+
+
+def cuda_kernels_available() -> bool:
+    """Whether mamba-ssm and causal-conv1d import, so the fused `mamba_inner` path can run on CUDA tensors."""
+    return _mamba_ssm_kernels() is not None and _causal_conv1d_kernel() is not None
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Name of the backend that `backend` ("auto" or a name from `SCAN_BACKENDS`) stands for on `device`."""
+    """Name of the backend that `backend` ("auto" or a name from `SCAN_BACKENDS`) stands for on `device`.
+
+    "auto" picks "cuda" on CUDA tensors when mamba-ssm imports, "numba" on CPU when numba imports, and "chunked"
+    otherwise, and logs its choice once. A backend asked for by name raises `ImportError` (with the install command)
+    when its package is missing and `ValueError` when it cannot run on `device`.
+    """
     if backend not in SCAN_BACKENDS:
         raise ValueError(f"Unknown scan backend {backend!r}; choose one of {SCAN_BACKENDS}.")
+    device = torch.device(device)
     if backend == "auto":
-        return "reference"
-    if backend not in _BACKEND_FUNCTIONS:
-        raise ImportError(f"The {backend!r} scan backend is not available in this installation.")
+        if device.type == "cuda" and _mamba_ssm_kernels() is not None:
+            resolved = "cuda"
+        elif device.type == "cpu" and numba is not None:
+            resolved = "numba"
+        else:
+            resolved = "chunked"
+            fast, package = ("cuda", "mamba-ssm") if device.type == "cuda" else ("numba", "numba")
+            if device.type in ("cuda", "cpu"):
+                logger.warning_once(
+                    f"The {fast!r} selective-scan backend needs {package}, which is not installed; falling back to "
+                    f"the slower pure-torch 'chunked' scan. Install it with `pip install {package}`."
+                )
+        logger.info_once(f"Selective scan on {device.type}: using the {resolved!r} backend.")
+        return resolved
+    if backend == "numba":
+        if numba is None:
+            raise ImportError("The 'numba' scan backend needs numba: `pip install numba`.")
+        if device.type != "cpu":
+            raise ValueError(f"The 'numba' scan backend runs on CPU tensors; got tensors on {device}.")
+    if backend == "cuda":
+        if _mamba_ssm_kernels() is None:
+            raise ImportError(
+                "The 'cuda' scan backend needs mamba-ssm (and a GPU): `pip install 'stretchysnake-hf[cuda]'` "
+                "(or `pip install mamba-ssm causal-conv1d`)."
+            )
+        if device.type != "cuda":
+            raise ValueError(f"The 'cuda' scan backend runs on CUDA tensors; got tensors on {device}.")
     return backend
 
 
@@ -84,3 +416,41 @@ def selective_scan(
     """Selective scan with mamba-ssm's arguments (see `selective_scan_reference`), run by `backend`."""
     scan = _BACKEND_FUNCTIONS[resolve_backend(backend, u.device)]
     return scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+
+
+def causal_conv1d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str | None = None
+) -> torch.Tensor:
+    """Causal depthwise convolution, x (B D L), weight (D W), bias (D), activation None or "silu"; returns (B D L).
+
+    Runs causal-conv1d's kernel on CUDA tensors when it is installed, a grouped torch conv with W - 1 steps of left
+    padding otherwise.
+    """
+    kernel = _causal_conv1d_kernel() if x.is_cuda else None
+    if kernel is not None:
+        return kernel(x, weight, bias, activation=activation)
+    out = F.conv1d(F.pad(x, (weight.shape[-1] - 1, 0)), weight[:, None, :], bias, groups=x.shape[1])
+    return F.silu(out) if activation == "silu" else out
+
+
+def mamba_inner_cuda(
+    xz: torch.Tensor,
+    conv1d_weight: torch.Tensor,
+    conv1d_bias: torch.Tensor | None,
+    x_proj_weight: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    out_proj_weight: torch.Tensor,
+    A: torch.Tensor,
+    D: torch.Tensor,
+    delta_bias: torch.Tensor,
+) -> torch.Tensor:
+    """One causal Mamba pass fused by mamba-ssm's `mamba_inner_fn`: conv, x_proj, dt_proj, scan, gate and out_proj.
+
+    xz (B 2D L), conv1d_weight (D 1 W), x_proj_weight (R+2N D), dt_proj_weight (D R), out_proj_weight (H D),
+    A (D N), D and delta_bias (D, float32); returns (B L H). Needs `cuda_kernels_available()` and CUDA tensors.
+    """
+    _, mamba_inner_fn = _mamba_ssm_kernels()
+    return mamba_inner_fn(
+        xz, conv1d_weight, conv1d_bias, x_proj_weight, dt_proj_weight, out_proj_weight, None, A, None, None, D,
+        delta_bias=delta_bias, delta_softplus=True,
+    )  # fmt: skip

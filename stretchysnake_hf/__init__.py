@@ -4,6 +4,7 @@
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForVideoClassification
 
 from .configuration_stretchysnake import StretchySnakeConfig
+from .inference import predict
 from .modeling_stretchysnake import (
     StretchySnakeForVideoClassification,
     StretchySnakeModel,
@@ -27,4 +28,5 @@ __all__ = [
     "StretchySnakeModel",
     "StretchySnakePreTrainedModel",
     "StretchySnakeVideoProcessor",
+    "predict",
 ]

@@ -73,7 +73,7 @@ def open_video(source: VideoSource) -> Iterator[tuple[av.container.InputContaine
     name = source_name(source)
     if isinstance(source, str | os.PathLike):
         if not Path(source).is_file():
-            raise FileNotFoundError(f"Video file not found: {name}")
+            raise FileNotFoundError(f"{name}: video file not found")
     elif isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     try:
@@ -83,12 +83,17 @@ def open_video(source: VideoSource) -> Iterator[tuple[av.container.InputContaine
             f"{name}: cannot be opened as a video (corrupt, truncated or not a video): {err}"
         ) from err
     try:
+        # FFmpeg's tty demuxer opens any text file as an "ANSI art" video stream.
+        if container.format.name == "tty":
+            raise VideoDecodeError(f"{name}: has no video stream (the file is text)")
         if not container.streams.video:
             kinds = sorted({stream.type for stream in container.streams}) or ["none"]
             raise VideoDecodeError(f"{name}: has no video stream (streams found: {', '.join(kinds)})")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         yield container, stream
+    except av.error.FFmpegError as err:
+        raise VideoDecodeError(f"{name}: decoding failed (corrupt or truncated video): {err}") from err
     finally:
         container.close()
 
@@ -115,7 +120,6 @@ def _read_info(container: av.container.InputContainer, stream: av.VideoStream, n
     if num_frames <= 0:
         # No count and no duration in the headers: count the packets (demuxing only, nothing is decoded).
         num_frames = sum(1 for packet in container.demux(stream) if packet.size)
-        container.seek(0)
     if num_frames <= 0:
         raise VideoDecodeError(f"{name}: the video stream has zero frames")
     fps = float(rate) if rate else num_frames / duration if duration else 1.0
@@ -166,7 +170,10 @@ def _decode_indices(
     for index in sorted(set(indices)):
         target = info.start_time + (index + 0.5) / info.fps
         if frames_iter is None or target - last_time > SEEK_GAP_SECONDS:
-            container.seek(int(target / stream.time_base), backward=True, any_frame=False, stream=stream)
+            try:
+                container.seek(int(target / stream.time_base), backward=True, any_frame=False, stream=stream)
+            except av.error.FFmpegError:
+                logger.debug("%s: seek to %.3f s failed; decoding on from the current position", info.name, target)
             frames_iter = container.decode(stream)
             current = ahead = None
         if ahead is not None and ahead.time <= target:
@@ -191,7 +198,7 @@ def _decode_indices(
             if decoded:
                 decoded[index] = decoded[max(decoded)]
                 continue
-            raise VideoDecodeError(f"{info.name}: no frame could be decoded (corrupt or truncated video)")
+            raise VideoDecodeError(f"{info.name}: no frame could be decoded (zero frames, or a corrupt video)")
         decoded[index] = _to_rgb(chosen, max_short_side)
     return np.stack([decoded[index] for index in indices])
 

@@ -131,6 +131,15 @@ def _is_frame(item: Any) -> bool:
     return isinstance(item, np.ndarray | torch.Tensor) and item.ndim in (2, 3)
 
 
+def is_single_video(videos: Any) -> bool:
+    """Whether `videos` is one video (a path, bytes, file, 4-D array, list of frames) rather than a batch."""
+    if isinstance(videos, str | os.PathLike | bytes | bytearray | memoryview) or hasattr(videos, "read"):
+        return True
+    if isinstance(videos, np.ndarray | torch.Tensor):
+        return videos.ndim <= 4
+    return isinstance(videos, list | tuple) and len(videos) > 0 and _is_frame(videos[0])
+
+
 def _frames_to_tensor(video: Any) -> torch.Tensor:
     """In-memory video (array, tensor or list of frames) to uint8 `(num_frames, height, width, 3)`."""
     if isinstance(video, list | tuple):
@@ -293,7 +302,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         num_clips, num_crops = (1, 1) if training else (opts["num_clips"], opts["num_crops"])
 
-        videos = [videos] if self._is_single_video(videos) else list(videos)
+        videos = [videos] if is_single_video(videos) else list(videos)
         clips, skipped = [], []
         for position, video in enumerate(videos):
             try:
@@ -315,14 +324,6 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         if opts["on_error"] == "skip":
             output["skipped_indices"] = skipped
         return output
-
-    @staticmethod
-    def _is_single_video(videos: Any) -> bool:
-        if isinstance(videos, str | os.PathLike | bytes | bytearray | memoryview) or hasattr(videos, "read"):
-            return True
-        if isinstance(videos, np.ndarray | torch.Tensor):
-            return videos.ndim <= 4
-        return isinstance(videos, list | tuple) and len(videos) > 0 and _is_frame(videos[0])
 
     def _sample_clips(
         self,
@@ -398,4 +399,4 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         return views
 
 
-__all__ = ["StretchySnakeVideoProcessor", "sample_frame_indices"]
+__all__ = ["StretchySnakeVideoProcessor", "is_single_video", "sample_frame_indices"]

@@ -1,0 +1,217 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""A small action-recognition dataset of real mp4 clips whose classes need both space and time to tell apart.
+
+Usage: `python -m stretchysnake_hf.synthetic --output-dir DIR --videos-per-class N --seed S`, or
+`generate_dataset(DIR, videos_per_class=N, seed=S)`. It writes the UCF-101 layout
+
+    DIR/labels.txt                       one class name per line, line i = label id i
+    DIR/metadata.csv                     split, path, label, fps, num_frames, width, height of every clip
+    DIR/{train,validation,test}/<class>/<class>_<i>.mp4
+
+Every class is a motion: a shape moving left/right/up/down, rotating clockwise/counter-clockwise, approaching
+(growing) or receding (shrinking), or two shapes appearing left-then-right or right-then-left. A single frame says
+nothing about the class; the order of frames does. Backgrounds, colours, shapes, sizes, distractors, frame rates
+(8-24 fps), durations (1-10 s) and native sizes (96-480 px per side, aspect 3:4 to 4:3) are random, drawn from a
+generator seeded by (seed, class, clip), so a seed gives the same dataset every time.
+
+The motion stays inside the central square of each frame, which the processor's evaluation centre crop keeps.
+Horizontal flip swaps "moving_left" with "moving_right", the rotation senses and the appearance orders: train on
+this dataset with the processor's `do_flip=False` (`--do_flip false` in `examples/train_flex.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .video_io import write_video
+
+SPLITS = {"train": 0.7, "validation": 0.15, "test": 0.15}
+
+# A trajectory maps the clip's progress u in [0, 1] (one value per frame) to the shapes drawn in that frame. A shape
+# is (centre_x, centre_y, radius, angle, visible), in units of the central square's side, as arrays over frames.
+Shape = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _translation(dx: float, dy: float) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
+    def trajectory(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
+        along = 0.5 + rng.uniform(-0.1, 0.1) + (dx + dy) * rng.uniform(0.4, 0.6) * (u - 0.5)
+        across = np.full_like(u, rng.uniform(0.3, 0.7))
+        x, y = (along, across) if dx else (across, along)
+        radius = np.full_like(u, rng.uniform(0.07, 0.14))
+        return [(x, y, radius, np.full_like(u, rng.uniform(0, 2 * np.pi)), np.ones_like(u, dtype=bool))]
+
+    return trajectory
+
+
+def _rotation(sense: float) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
+    def trajectory(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
+        turn = rng.uniform(0.3, 0.65) * 2 * np.pi  # at most ~a quarter turn between 4 evenly sampled frames
+        angle = rng.uniform(0, 2 * np.pi) + sense * turn * u
+        centre = rng.uniform(0.4, 0.6, size=2)
+        radius = np.full_like(u, rng.uniform(0.2, 0.3))
+        return [(np.full_like(u, centre[0]), np.full_like(u, centre[1]), radius, angle, np.ones_like(u, dtype=bool))]
+
+    return trajectory
+
+
+def _scaling(grow: bool) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
+    def trajectory(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
+        small, large = rng.uniform(0.04, 0.08), rng.uniform(0.22, 0.32)
+        progress = u if grow else 1.0 - u
+        radius = small * (large / small) ** progress
+        centre = rng.uniform(0.35, 0.65, size=2)
+        x, y = np.full_like(u, centre[0]), np.full_like(u, centre[1])
+        return [(x, y, radius, np.full_like(u, rng.uniform(0, 2 * np.pi)), np.ones_like(u, dtype=bool))]
+
+    return trajectory
+
+
+def _appearance(left_first: bool) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
+    def trajectory(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
+        first, second = rng.uniform(0.1, 0.35), rng.uniform(0.55, 0.8)
+        y = np.full_like(u, rng.uniform(0.35, 0.65))
+        radius = np.full_like(u, rng.uniform(0.08, 0.14))
+        angle = np.full_like(u, rng.uniform(0, 2 * np.pi))
+        left_at, right_at = (first, second) if left_first else (second, first)
+        left = (np.full_like(u, rng.uniform(0.2, 0.3)), y, radius, angle, u >= left_at)
+        right = (np.full_like(u, rng.uniform(0.7, 0.8)), y, radius, angle, u >= right_at)
+        return [left, right]
+
+    return trajectory
+
+
+CLASSES: dict[str, Callable[[np.ndarray, np.random.Generator], list[Shape]]] = {
+    "moving_left": _translation(-1, 0),
+    "moving_right": _translation(1, 0),
+    "moving_up": _translation(0, -1),
+    "moving_down": _translation(0, 1),
+    "rotating_clockwise": _rotation(1.0),
+    "rotating_counterclockwise": _rotation(-1.0),
+    "approaching": _scaling(grow=True),
+    "receding": _scaling(grow=False),
+    "left_appears_first": _appearance(left_first=True),
+    "right_appears_first": _appearance(left_first=False),
+}
+
+
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A random colour at least 120 (of 441) away from the background's mean colour."""
+    while True:
+        colour = rng.integers(0, 256, size=3)
+        if np.linalg.norm(colour - background.reshape(-1, 3).mean(0)) > 120:
+            return colour.astype(np.uint8)
+
+
+def _shape_mask(
+    xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, radius: float, angle: float, kind: str
+) -> np.ndarray:
+    """Boolean mask of a disc, or of an asymmetric "key" (a bar with a knob at one end) that shows its rotation."""
+    if kind == "disc":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
+    along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    across = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    bar = (np.abs(along) <= radius) & (np.abs(across) <= 0.22 * radius)
+    knob = (along - radius) ** 2 + across**2 <= (0.4 * radius) ** 2
+    return bar | knob
+
+
+def render_clip(class_name: str, rng: np.random.Generator) -> tuple[Iterator[np.ndarray], float, int, int, int]:
+    """Random clip of `class_name`: a frame generator (uint8 (height, width, 3)), fps, num_frames, width, height."""
+    side = int(rng.integers(48, 241)) * 2
+    aspect = rng.uniform(0.75, 4 / 3)
+    width = side
+    height = int(np.clip(round(side / aspect / 2) * 2, 96, 480))
+    fps = float(rng.integers(8, 25))
+    num_frames = max(2, round(rng.uniform(1.0, 10.0) * fps))
+
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    square = min(width, height)
+    xx, yy = (xx - (width - square) / 2) / square, (yy - (height - square) / 2) / square
+
+    corners = rng.integers(0, 256, size=(2, 3)).astype(np.float32)
+    direction = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(direction) * xx + np.sin(direction) * yy)[..., None]
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    background = (corners[0] * (1 - ramp) + corners[1] * ramp).astype(np.uint8)
+    for _ in range(int(rng.integers(0, 4))):  # static distractors
+        mask = _shape_mask(xx, yy, *rng.uniform(0, 1, size=2), rng.uniform(0.03, 0.08), 0.0, "disc")
+        background[mask] = _contrasting_colour(rng, background)
+
+    u = np.linspace(0.0, 1.0, num_frames)
+    shapes = CLASSES[class_name](u, rng)
+    colours = [_contrasting_colour(rng, background) for _ in shapes]
+    kind = "key" if class_name.startswith("rotating") else str(rng.choice(["disc", "key"]))
+
+    def frames() -> Iterator[np.ndarray]:
+        for t in range(num_frames):
+            frame = background.copy()
+            for (cx, cy, radius, angle, visible), colour in zip(shapes, colours, strict=True):
+                if visible[t]:
+                    frame[_shape_mask(xx, yy, cx[t], cy[t], radius[t], angle[t], kind)] = colour
+            yield frame
+
+    return frames(), fps, num_frames, width, height
+
+
+def _split_counts(videos_per_class: int) -> dict[str, int]:
+    """Clips per class in each split: 70/15/15, at least one in each."""
+    validation = max(1, round(videos_per_class * SPLITS["validation"]))
+    test = max(1, round(videos_per_class * SPLITS["test"]))
+    return {"train": videos_per_class - validation - test, "validation": validation, "test": test}
+
+
+def generate_dataset(output_dir: str | Path, videos_per_class: int = 30, seed: int = 0) -> Path:
+    """Write the dataset (see the module docstring) to `output_dir` and return it.
+
+    Args:
+        output_dir: destination folder (created; existing clips are overwritten).
+        videos_per_class: clips per class over all splits (70% train, 15% validation, 15% test, at least one
+            each); at least 3.
+        seed: the dataset is a deterministic function of the seed.
+    """
+    if videos_per_class < 3:
+        raise ValueError(f"videos_per_class must be at least 3 (one clip per split); got {videos_per_class}.")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "labels.txt").write_text("".join(f"{name}\n" for name in CLASSES))
+    counts = _split_counts(videos_per_class)
+    rows = []
+    for label, class_name in enumerate(CLASSES):
+        clip_index = 0
+        for split, count in counts.items():
+            folder = output_dir / split / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(count):
+                rng = np.random.default_rng([seed, label, clip_index])
+                frames, fps, num_frames, width, height = render_clip(class_name, rng)
+                path = folder / f"{class_name}_{clip_index:04d}.mp4"
+                write_video(path, frames, fps, bit_rate=1_000_000)
+                rows.append([split, path.relative_to(output_dir).as_posix(), label, fps, num_frames, width, height])
+                clip_index += 1
+    with open(output_dir / "metadata.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["split", "path", "label", "fps", "num_frames", "width", "height"])
+        writer.writerows(rows)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", required=True, help="destination folder")
+    parser.add_argument("--videos-per-class", type=int, default=30, help="clips per class over all splits")
+    parser.add_argument("--seed", type=int, default=0, help="the dataset is a deterministic function of the seed")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    generate_dataset(args.output_dir, args.videos_per_class, args.seed)
+    total = len(CLASSES) * args.videos_per_class
+    print(f"Wrote {total} clips of {len(CLASSES)} classes to {args.output_dir} in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

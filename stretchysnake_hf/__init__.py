@@ -21,6 +21,11 @@ AutoImageProcessor.register(
     image_processor_classes={"pil": StretchySnakeVideoProcessor, "torchvision": StretchySnakeVideoProcessor},
     exist_ok=True,
 )
+# save_pretrained/push_to_hub then write `auto_map` and copy the code files: folders load with trust_remote_code=True.
+StretchySnakeConfig.register_for_auto_class()
+StretchySnakeModel.register_for_auto_class("AutoModel")
+StretchySnakeForVideoClassification.register_for_auto_class("AutoModelForVideoClassification")
+StretchySnakeVideoProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
     "StretchySnakeConfig",

@@ -1,0 +1,370 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tune (or train from scratch) StretchySnake for video classification with flexible training.
+
+Runs as `python examples/train_flex.py ...` or `accelerate launch examples/train_flex.py ...` (any accelerate
+config: CPU, one or several GPUs, several nodes, FSDP). Each optimizer step trains at the scale the flexible
+schedule picks for it (the same on every process, replayed on resume); evaluation runs at one fixed scale.
+
+Example, on the generated action dataset (`python -m stretchysnake_hf.synthetic --output-dir data`):
+
+    python examples/train_flex.py --preset tiny --config_overrides hidden_size=64,num_hidden_layers=4 \
+        --train_dir data/train --validation_dir data/validation --do_flip false \
+        --variant static_tokens --frames 4 8 16 --resolutions 32 64 --token_grid 4 \
+        --eval_num_frames 8 --eval_image_size 64 --eval_patch_size 16 \
+        --output_dir out --max_steps 300 --per_device_train_batch_size 8 --learning_rate 1e-3 \
+        --remove_unused_columns false --eval_strategy steps --eval_steps 100 --logging_steps 10
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import transformers
+from transformers import AutoModelForVideoClassification, EvalPrediction, HfArgumentParser, TrainingArguments
+
+from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
+from stretchysnake_hf.flexible_training import (
+    FlexibleTrainer,
+    FlexibleTrainingConfig,
+    FlexibleVideoCollator,
+    Scale,
+    ScaleSampler,
+)
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".webm", ".mkv", ".mov"}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint folder or Hub id to fine-tune (loaded at any scale)."}
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": "Train from scratch at a preset size: tiny, small or middle."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config fields to override, e.g. 'hidden_size=64,num_hidden_layers=4,image_size=64'."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Re-initialize a checkpoint's classifier when the label count differs."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_dir: str | None = field(default=None, metadata={"help": "Class-per-folder training videos."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Class-per-folder validation videos."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A `datasets` name or local folder (instead of the *_dir arguments)."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of `dataset_name`."})
+    train_split: str = field(default="train", metadata={"help": "Training split of `dataset_name`."})
+    validation_split: str | None = field(default="validation", metadata={"help": "Validation split, if any."})
+    video_column: str = field(
+        default="video", metadata={"help": "Column with the videos: paths, bytes, or a (not decoded) Video feature."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column with class names or indices."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training videos."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation videos."})
+    sampling: str = field(default="uniform", metadata={"help": "Temporal sampling: 'uniform' or 'dense'."})
+    do_flip: bool = field(
+        default=True, metadata={"help": "Horizontal flip in training; false for direction-sensitive classes."}
+    )
+    crop_scale_min: float = field(default=0.08, metadata={"help": "Smallest area fraction of the random crop."})
+    skip_bad_videos: bool = field(
+        default=False, metadata={"help": "Skip videos that fail to decode (with a warning) instead of failing."}
+    )
+    eval_num_frames: int | None = field(default=None, metadata={"help": "Evaluation frames (default: model's)."})
+    eval_image_size: int | None = field(default=None, metadata={"help": "Evaluation resolution (default: model's)."})
+    eval_patch_size: int | None = field(default=None, metadata={"help": "Evaluation patch size (default: model's)."})
+
+
+@dataclass
+class FlexibleArguments:
+    variant: str = field(
+        default="static_tokens",
+        metadata={"help": "static_tokens, static_patch, flexi_patch, random, temporal_only or fixed."},
+    )
+    frames: list[int] = field(default_factory=lambda: [8, 16, 32, 64], metadata={"help": "Frame counts."})
+    resolutions: list[int] = field(default_factory=lambda: [96, 128, 224, 384], metadata={"help": "Resolutions."})
+    patch_sizes: list[int] | None = field(default=None, metadata={"help": "Patch sizes (default: per variant)."})
+    token_grid: int = field(default=14, metadata={"help": "Token grid side kept by static_tokens."})
+    base_patch_size: int = field(default=16, metadata={"help": "Patch size of the variants that keep it fixed."})
+    flex_seed: int | None = field(default=None, metadata={"help": "Seed of the scale schedule (default: --seed)."})
+    max_tokens_per_step: int | None = field(
+        default=None, metadata={"help": "Cut micro-batches to frames x grid^2 x batch <= this budget."}
+    )
+    scale_log_file: str | None = field(
+        default=None, metadata={"help": "Write each micro-batch's scale as JSON lines to FILE.rank<r>."}
+    )
+
+
+def parse_overrides(text: str | None) -> dict[str, Any]:
+    """'a=1,b=x' -> {'a': 1, 'b': 'x'} (values read as Python literals when they are)."""
+    overrides = {}
+    for item in filter(None, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def folder_dataset(root: str, class_names: list[str] | None = None) -> datasets.Dataset:
+    """A class-per-folder tree (UCF-101 / HMDB-51 layout) as a Dataset of (video path, label index)."""
+    root_path = Path(root)
+    class_names = class_names or sorted(p.name for p in root_path.iterdir() if p.is_dir())
+    videos, labels = [], []
+    for label, name in enumerate(class_names):
+        for path in sorted((root_path / name).rglob("*")):
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                videos.append(str(path))
+                labels.append(label)
+    if not videos:
+        raise ValueError(f"No videos ({sorted(VIDEO_EXTENSIONS)}) under the class folders of {root}.")
+    names = datasets.ClassLabel(names=class_names)
+    features = datasets.Features({"video": datasets.Value("string"), "label": names})
+    return datasets.Dataset.from_dict({"video": videos, "label": labels}, features=features)
+
+
+def hub_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """Load `dataset_name` with `datasets`, keep videos undecoded (our processor decodes them), labels as indices."""
+    loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
+    splits = [args.train_split] + ([args.validation_split] if args.validation_split in loaded else [])
+    loaded = datasets.DatasetDict({split: loaded[split] for split in splits})
+    if isinstance(loaded[args.train_split].features[args.video_column], datasets.Video):
+        loaded = loaded.cast_column(args.video_column, datasets.Video(decode=False))
+    label_feature = loaded[args.train_split].features[args.label_column]
+    if not isinstance(label_feature, datasets.ClassLabel):
+        loaded = loaded.class_encode_column(args.label_column)
+    loaded = loaded.rename_columns({args.video_column: "video", args.label_column: "label"})
+    loaded = loaded.select_columns(["video", "label"])
+    loaded.set_transform(_video_sources)
+    return loaded[args.train_split], loaded.get(args.validation_split)
+
+
+def _video_sources(batch: dict[str, list]) -> dict[str, list]:
+    """Undecoded `Video` cells are {"path", "bytes"} dicts: hand the processor the bytes, or else the path."""
+    batch["video"] = [v["bytes"] or v["path"] if isinstance(v, dict) else v for v in batch["video"]]
+    return batch
+
+
+def load_data(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None, list[str]]:
+    if args.dataset_name is not None:
+        train, validation = hub_dataset(args)
+    elif args.train_dir is not None:
+        train = folder_dataset(args.train_dir)
+        class_names = train.features["label"].names
+        validation = folder_dataset(args.validation_dir, class_names) if args.validation_dir else None
+    else:
+        raise ValueError("Give --train_dir (class-per-folder videos) or --dataset_name.")
+    if args.max_train_samples is not None:
+        train = train.shuffle(seed=0).select(range(min(args.max_train_samples, len(train))))
+    if validation is not None and args.max_eval_samples is not None:
+        validation = validation.select(range(min(args.max_eval_samples, len(validation))))
+    return train, validation, list(train.features["label"].names)
+
+
+def load_model(args: ModelArguments, class_names: list[str]) -> StretchySnakeForVideoClassification:
+    label_kwargs = {
+        "num_labels": len(class_names),
+        "id2label": dict(enumerate(class_names)),
+        "label2id": {name: i for i, name in enumerate(class_names)},
+    }
+    overrides = parse_overrides(args.config_overrides)
+    if args.model_name_or_path is not None:
+        return AutoModelForVideoClassification.from_pretrained(
+            args.model_name_or_path,
+            ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+            **label_kwargs,
+            **overrides,
+        )
+    if args.preset is None:
+        raise ValueError("Give --model_name_or_path (fine-tune) or --preset (train from scratch).")
+    return StretchySnakeForVideoClassification(
+        StretchySnakeConfig.from_preset(args.preset, **label_kwargs, **overrides)
+    )
+
+
+def load_processor(model_args: ModelArguments, args: DataArguments) -> StretchySnakeVideoProcessor:
+    settings = {
+        "sampling": args.sampling,
+        "do_flip": args.do_flip,
+        "crop_scale": (args.crop_scale_min, 1.0),
+        "on_error": "skip" if args.skip_bad_videos else "raise",
+    }
+    path = model_args.model_name_or_path
+    if path is not None and (Path(path) / "preprocessor_config.json").is_file():
+        return StretchySnakeVideoProcessor.from_pretrained(path, **settings)
+    return StretchySnakeVideoProcessor(**settings)
+
+
+def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-logits, axis=-1)[:, :k]
+    return float((top == labels[:, None]).any(axis=-1).mean())
+
+
+def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """Top-1 and top-5 accuracy with numpy (offline; no `evaluate.load`)."""
+    logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
+    return {
+        "top1_accuracy": top_k_accuracy(logits, labels, 1),
+        "top5_accuracy": top_k_accuracy(logits, labels, min(5, logits.shape[-1])),
+    }
+
+
+def write_model_card(
+    output_dir: str,
+    model: StretchySnakeForVideoClassification,
+    flex: FlexibleTrainingConfig,
+    eval_scale: Scale,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    metrics: dict[str, float],
+) -> None:
+    """README.md with Hub metadata, how the checkpoint was trained and evaluated, and how to load it."""
+    config = model.config
+    data = data_args.dataset_name or data_args.train_dir
+    results = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if "accuracy" in key)
+    card = f"""---
+library_name: transformers
+pipeline_tag: video-classification
+license: apache-2.0
+tags:
+- video-classification
+- stretchysnake
+- videomamba
+- flexible-training
+metrics:
+- accuracy
+---
+
+# {Path(output_dir).name}
+
+A StretchySnake (VideoMamba architecture, {config.hidden_size} wide, {config.num_hidden_layers} blocks) video
+classifier with {config.num_labels} classes, trained with `examples/train_flex.py` on `{data}`.
+
+## Flexible training
+
+Variant `{flex.variant}`: every optimizer step draws one scale (frames, resolution, patch size) from
+{len(flex.scales)} scales, a pure function of (seed {flex.seed}, step). Frames {list(flex.frames)},
+resolutions {list(flex.resolutions)}, patch sizes {flex.patch_sizes or "per variant"}, token grid
+{flex.token_grid}, token budget {flex.max_tokens_per_step}. The full config is stored in `config.json` under
+`flexible_training`. {training_args.max_steps if training_args.max_steps > 0 else training_args.num_train_epochs}
+{"steps" if training_args.max_steps > 0 else "epochs"}, learning rate {training_args.learning_rate}, per-device
+batch {training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}.
+
+## Evaluation
+
+At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}:
+
+| metric | value |
+|---|---|
+{results or "| (no evaluation) | |"}
+
+## Use
+
+```python
+import stretchysnake_hf
+from transformers import AutoModelForVideoClassification, AutoImageProcessor
+
+model = AutoModelForVideoClassification.from_pretrained("{output_dir}")
+processor = AutoImageProcessor.from_pretrained("{output_dir}")
+inputs = processor(["clip.mp4"], num_frames=16, size={eval_scale.image_size}, patch_size={eval_scale.patch_size})
+label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]
+```
+
+Any frame count and any resolution divisible by the patch size works: position tables and the patch kernel are
+interpolated on the fly.
+
+## Citation
+
+StretchySnake: arXiv 2510.16209. VideoMamba: Li et al., ECCV 2024, arXiv 2403.06977.
+"""
+    Path(output_dir, "README.md").write_text(card)
+
+
+class CardTrainer(FlexibleTrainer):
+    """Writes this script's model card wherever the Trainer writes its own (`save_model`'s caller, `push_to_hub`)."""
+
+    def __init__(self, *args: Any, write_card: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_card = write_card
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        if self.is_world_process_zero():
+            self.write_card()
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, FlexibleArguments, TrainingArguments))
+    model_args, data_args, flex_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+
+    flex = FlexibleTrainingConfig(
+        variant=flex_args.variant,
+        frames=tuple(flex_args.frames),
+        resolutions=tuple(flex_args.resolutions),
+        patch_sizes=tuple(flex_args.patch_sizes) if flex_args.patch_sizes else None,
+        token_grid=flex_args.token_grid,
+        base_patch_size=flex_args.base_patch_size,
+        seed=flex_args.flex_seed if flex_args.flex_seed is not None else training_args.seed,
+        max_tokens_per_step=flex_args.max_tokens_per_step,
+    )
+    train_dataset, eval_dataset, class_names = load_data(data_args)
+    model = load_model(model_args, class_names)
+    model.config.flexible_training = flex.to_dict()
+    processor = load_processor(model_args, data_args)
+    eval_scale = Scale(
+        data_args.eval_num_frames or model.config.num_frames,
+        data_args.eval_image_size or model.config.image_size,
+        data_args.eval_patch_size or model.config.patch_size,
+    )
+    metrics: dict[str, float] = {}
+    logger.info("Flexible training %s over %d scales; evaluation at %s", flex.variant, len(flex.scales), eval_scale)
+
+    trainer = CardTrainer(
+        write_card=partial(
+            write_model_card, training_args.output_dir, model, flex, eval_scale, data_args, training_args, metrics
+        ),
+        model=model,
+        args=training_args,
+        data_collator=FlexibleVideoCollator(processor, ScaleSampler(flex), eval_scale=eval_scale),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        scale_log_file=flex_args.scale_log_file,
+    )
+    if training_args.do_train or not training_args.do_eval:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        metrics.update(result.metrics)
+        trainer.save_model()
+        trainer.save_state()
+    if eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    trainer.log_metrics("all", metrics)
+    if trainer.is_world_process_zero():
+        trainer.save_metrics("all", metrics)
+        trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="StretchySnake flexible training")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or None)

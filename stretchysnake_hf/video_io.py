@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 logger = logging.getLogger(__name__)
 
@@ -142,14 +143,13 @@ def probe_video(source: VideoSource) -> VideoInfo:
         return _read_info(container, stream, source_name(source))
 
 
-def _to_rgb(frame: av.VideoFrame, max_short_side: int | None) -> np.ndarray:
+def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter, max_short_side: int | None) -> np.ndarray:
     """Any pixel format (8/10-bit YUV, gray, RGB...) to RGB uint8 `(height, width, 3)`, optionally shrunk."""
     width, height = frame.width, frame.height
     if max_short_side is not None and min(width, height) > max_short_side:
         scale = max_short_side / min(width, height)
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
-    return frame.to_ndarray(format="rgb24")
+    return reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA").to_ndarray()
 
 
 def _decode_indices(
@@ -164,6 +164,7 @@ def _decode_indices(
     Targets past the real end of the stream (a wrong frame count, a truncated file) get the last decodable frame.
     """
     decoded: dict[int, np.ndarray] = {}
+    reformatter = VideoReformatter()  # one swscale context for all frames; a frame's own one is rebuilt per call
     frames_iter: Iterator[av.VideoFrame] | None = None
     current = ahead = None  # last frame shown at or before the target, first frame after it
     last_time = -math.inf
@@ -199,7 +200,7 @@ def _decode_indices(
                 decoded[index] = decoded[max(decoded)]
                 continue
             raise VideoDecodeError(f"{info.name}: no frame could be decoded (zero frames, or a corrupt video)")
-        decoded[index] = _to_rgb(chosen, max_short_side)
+        decoded[index] = _to_rgb(chosen, reformatter, max_short_side)
     return np.stack([decoded[index] for index in indices])
 
 

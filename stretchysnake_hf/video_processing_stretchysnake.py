@@ -387,12 +387,15 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         std = torch.tensor(opts["image_std"], dtype=torch.float32).view(1, 3, 1, 1)
         views = []
         for top, left, box_h, box_w in boxes:
-            # [num_frames, 3, box_h, box_w]
-            view = clip[:, top : top + box_h, left : left + box_w].permute(0, 3, 1, 2).float()
+            # [num_frames, 3, box_h, box_w], uint8 in channels-last memory
+            view = clip[:, top : top + box_h, left : left + box_w].permute(0, 3, 1, 2)
             if (box_h, box_w) != (size, size):
+                # Resized as uint8: torch's vectorised antialiased kernel for channels-last uint8 is ~4x faster than
+                # the float one, and differs from it by rounding only.
                 view = F.interpolate(
                     view, size=(size, size), mode=opts["interpolation"], align_corners=False, antialias=True
-                ).clamp_(0, 255)
+                )
+            view = view.float()
             if training and opts["do_flip"] and float(torch.rand(1, generator=generator)) < 0.5:
                 view = view.flip(-1)
             views.append((view / 255 - mean) / std)

@@ -256,7 +256,6 @@ def save_converted(
 
 MODEL_CARD = """---
 library_name: transformers
-license: apache-2.0
 pipeline_tag: video-classification
 tags:
 - stretchysnake

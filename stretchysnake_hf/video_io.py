@@ -168,6 +168,7 @@ def _decode_indices(
     frames_iter: Iterator[av.VideoFrame] | None = None
     current = ahead = None  # last frame shown at or before the target, first frame after it
     last_time = -math.inf
+    ended = short_of_frames = False
     for index in sorted(set(indices)):
         target = info.start_time + (index + 0.5) / info.fps
         if frames_iter is None or target - last_time > SEEK_GAP_SECONDS:
@@ -177,17 +178,20 @@ def _decode_indices(
                 logger.debug("%s: seek to %.3f s failed; decoding on from the current position", info.name, target)
             frames_iter = container.decode(stream)
             current = ahead = None
+            ended = False
         if ahead is not None and ahead.time <= target:
             current, ahead = ahead, None
         while ahead is None:
             try:
                 frame = next(frames_iter)
             except StopIteration:
+                ended = True
                 break
             except av.error.FFmpegError as err:
                 logger.warning(
                     "%s: decoding stopped at a damaged frame (%s); repeating the last good frame", info.name, err
                 )
+                ended = True
                 break
             last_time = frame.time if frame.time is not None else last_time
             if frame.time is None or frame.time <= target:
@@ -195,12 +199,15 @@ def _decode_indices(
             else:
                 ahead = frame
         chosen = current if current is not None else ahead
-        if chosen is None:
-            if decoded:
-                decoded[index] = decoded[max(decoded)]
-                continue
+        if chosen is None and not decoded:
             raise VideoDecodeError(f"{info.name}: no frame could be decoded (zero frames, or a corrupt video)")
-        decoded[index] = _to_rgb(chosen, reformatter, max_short_side)
+        if ended and (chosen is None or (chosen.time is not None and chosen.time < target - 1 / info.fps)):
+            short_of_frames = True
+        decoded[index] = decoded[max(decoded)] if chosen is None else _to_rgb(chosen, reformatter, max_short_side)
+    if short_of_frames and max(indices) < info.num_frames:
+        logger.warning(
+            "%s: the stream ends before its %d frames; later frames repeat the last one", info.name, info.num_frames
+        )
     return np.stack([decoded[index] for index in indices])
 
 

@@ -1,0 +1,156 @@
+"""examples/train_flex.py: exact resume, two-process accelerate launch, data loading, offline metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForVideoClassification
+
+import stretchysnake_hf  # noqa: F401  (registers the Auto classes)
+from stretchysnake_hf.flexible_training import FlexibleTrainingConfig, ScaleSampler
+from stretchysnake_hf.synthetic import generate_dataset
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_flex.py"
+spec = importlib.util.spec_from_file_location("train_flex", SCRIPT)
+train_flex = sys.modules["train_flex"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_flex)
+
+FLEX = {"variant": "static_tokens", "frames": (2, 4), "resolutions": (16, 32), "token_grid": 4, "seed": 42}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("actions"), videos_per_class=3, seed=0)
+
+
+def arguments(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--preset", "tiny",
+        "--config_overrides", "hidden_size=32,num_hidden_layers=2,image_size=32,patch_size=8,num_frames=4,drop_path_rate=0.2",
+        "--train_dir", str(data_dir / "train"),
+        "--do_flip", "false",
+        "--variant", FLEX["variant"],
+        "--frames", *map(str, FLEX["frames"]),
+        "--resolutions", *map(str, FLEX["resolutions"]),
+        "--token_grid", str(FLEX["token_grid"]),
+        "--seed", str(FLEX["seed"]),
+        "--per_device_train_batch_size", "2",
+        "--learning_rate", "1e-3",
+        "--logging_steps", "1",
+        "--remove_unused_columns", "false",
+        "--use_cpu",
+        "--report_to", "none",
+        "--disable_tqdm", "true",
+        "--output_dir", str(output_dir),
+        "--scale_log_file", str(output_dir / "scales.jsonl"),
+        *extra,
+    ]  # fmt: skip
+
+
+def read_scales(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def check_schedule(records: list[dict]) -> None:
+    sampler = ScaleSampler(FlexibleTrainingConfig(**FLEX))
+    for record in records:
+        assert (record["num_frames"], record["image_size"], record["patch_size"]) == sampler.scale_for_step(
+            record["step"]
+        )
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp_path):
+    """10 clips, batch 2, accumulation 2: 3 steps per epoch; resume at step 4, in the middle of the second epoch."""
+    common = ["--max_steps", "6", "--gradient_accumulation_steps", "2", "--dataloader_num_workers", "2"]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    train_flex.main(arguments(data_dir, full, *common, "--save_steps", "2"))
+    resumed.mkdir()
+    (full / "checkpoint-4").rename(resumed / "checkpoint-4")
+    train_flex.main(arguments(data_dir, resumed, *common, "--resume_from_checkpoint", str(resumed / "checkpoint-4")))
+
+    expected, actual = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    initial = load_file(full / "checkpoint-2" / "model.safetensors")
+    assert any((expected[k] - initial[k]).abs().max() > 1e-4 for k in expected)  # training moved the weights
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6)
+
+    full_scales, resumed_scales = read_scales(full / "scales.jsonl.rank0"), read_scales(resumed / "scales.jsonl.rank0")
+    assert [r["step"] for r in full_scales] == [0, 0, 1, 1, 2, 3, 3, 4, 4, 5]  # the epoch's 5th batch is one step
+    assert resumed_scales == [r for r in full_scales if r["step"] >= 4]
+    check_schedule(full_scales)
+
+
+def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
+    output = tmp_path / "ddp"
+    # `--cpu --num_processes 2` starts a single process unless MPI is set up; `--multi_gpu` uses torchrun + gloo.
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT)]
+    command += arguments(data_dir, output, "--max_steps", "3", "--validation_dir", str(data_dir / "validation"))
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+    ranks = [read_scales(output / f"scales.jsonl.rank{r}") for r in (0, 1)]
+    assert [r["step"] for r in ranks[0]] == [r["step"] for r in ranks[1]] == [0, 1, 2]
+    for first, second in zip(*ranks, strict=True):
+        assert {**first, "rank": 1} == second
+    check_schedule(ranks[0])
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and state["log_history"][0]["epoch"] == 0.5  # 2 of 4 batches per process
+
+    card = (output / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: video-classification\n")
+    assert "static_tokens" in card and "top1_accuracy" in card
+    model = AutoModelForVideoClassification.from_pretrained(output).eval()
+    assert FlexibleTrainingConfig.from_dict(model.config.flexible_training) == FlexibleTrainingConfig(**FLEX)
+    processor = AutoImageProcessor.from_pretrained(output)
+    assert processor.do_flip is False
+    clips = sorted((data_dir / "test").rglob("*.mp4"))[:2]
+    inputs = processor([str(c) for c in clips], num_frames=8, size=48, patch_size=12)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    assert model.config.id2label[0] == "approaching"  # class folders sorted by name
+
+
+def test_dataset_name_loads_a_local_dataset_with_class_names(data_dir, tmp_path):
+    rows = [{"clip": str(p), "action": p.parent.name} for p in sorted((data_dir / "train").rglob("*.mp4"))]
+    folder = tmp_path / "local_dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = train_flex.DataArguments(dataset_name=str(folder), video_column="clip", label_column="action")
+    train, validation, names = train_flex.load_data(args)
+    assert validation is None and len(train) == 10 and names == sorted({r["action"] for r in rows})
+    assert train[0] == {"video": rows[0]["clip"], "label": names.index(rows[0]["action"])}
+
+
+def test_top_k_accuracy_offline():
+    logits = np.array([[0.1, 0.5, 0.2, 0.0, -1, -2], [3.0, 0.0, 1.0, 2.0, -1, 0.5]])
+    labels = np.array([2, 1])
+    assert train_flex.top_k_accuracy(logits, labels, 1) == 0.0
+    assert train_flex.top_k_accuracy(logits, labels, 2) == 0.5
+    metrics = train_flex.compute_metrics(train_flex.EvalPrediction(predictions=logits, label_ids=labels))
+    assert metrics == {"top1_accuracy": 0.0, "top5_accuracy": 1.0}
+
+
+def test_config_overrides_are_read_as_literals():
+    assert train_flex.parse_overrides("hidden_size=64, drop_path_rate=0.1,scan_backend=numba") == {
+        "hidden_size": 64,
+        "drop_path_rate": 0.1,
+        "scan_backend": "numba",
+    }
+
+
+def test_script_needs_a_model_and_data():
+    with pytest.raises(ValueError, match="--train_dir"):
+        train_flex.load_data(train_flex.DataArguments())
+    with pytest.raises(ValueError, match="--preset"):
+        train_flex.load_model(train_flex.ModelArguments(), ["a", "b"])

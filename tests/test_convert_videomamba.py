@@ -97,10 +97,8 @@ def test_videomamba_tiny_table_lands_one_to_one():
     # The full VideoMamba-Ti K400 layout of the notes (section 2.1): 416 tensors, 7,033,744 parameters.
     sd = videomamba_state_dict(hidden=192, depth=24, patch=16, grid=14, frames=8, classes=400)
     assert len(sd) == 416 and sum(value.numel() for value in sd.values()) == 7_033_744
-    assert sd["layers.3.mixer.x_proj_b.weight"].shape == (44, 384) and sd["layers.3.mixer.dt_proj.weight"].shape == (
-        384,
-        12,
-    )
+    assert sd["layers.3.mixer.x_proj_b.weight"].shape == (44, 384)
+    assert sd["layers.3.mixer.dt_proj.weight"].shape == (384, 12)
     model = convert_videomamba_checkpoint(sd, preset="tiny")
     config = model.config
     assert (config.hidden_size, config.num_hidden_layers, config.image_size, config.patch_size) == (192, 24, 224, 16)

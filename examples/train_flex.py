@@ -350,11 +350,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=compute_metrics,
         scale_log_file=flex_args.scale_log_file,
     )
-    if training_args.do_train or not training_args.do_eval:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        metrics.update(result.metrics)
-        trainer.save_model()
-        trainer.save_state()
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    metrics.update(result.metrics)
+    trainer.save_model()
+    trainer.save_state()
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
     trainer.log_metrics("all", metrics)

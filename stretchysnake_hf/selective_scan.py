@@ -9,13 +9,12 @@ Every backend takes mamba-ssm's arguments, computes what `selective_scan_referen
 - "cuda": mamba-ssm's `selective_scan_fn`, imported on first use (it needs a GPU to build and import).
 
 Neither the forward nor the backward of the fast backends holds a (batch, channels, length, d_state) tensor: they
-keep the state at every `_CHECKPOINT_STRIDE`-th step (numba) or chunk boundary (chunked) and recompute the rest.
+keep the state at chunk boundaries and recompute a chunk's states when the backward pass reaches it.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -33,11 +32,11 @@ logger = logging.get_logger(__name__)
 
 SCAN_BACKENDS = ("auto", "reference", "numba", "chunked", "cuda")
 
-# Steps between the states kept for the backward pass: memory length / stride x channels x d_state, and a
-# (stride, d_state) recomputation buffer per thread.
-_CHECKPOINT_STRIDE = 64
+# Elements of the (batch, channels, steps, d_state) decays the "numba" backend computes per kernel call; the number of
+# steps per call is this over batch x channels x d_state, a multiple of 64 in [64, 1024].
+_NUMBA_CHUNK_ELEMENTS = 2**20
 # Chunk length of the "chunked" backend: a Python loop over length / chunk chunks, each a log2(chunk)-step scan.
-_CHUNK_SIZE = 64
+_CHUNK_SIZE = 256
 
 
 def selective_scan_reference(
@@ -116,11 +115,6 @@ def _gated_scan(
     return y.to(dtype_in)
 
 
-def _decays(dt: torch.Tensor, A: torch.Tensor, start: int, steps: int) -> torch.Tensor:
-    """exp(dt_t A) for t in [start, start + steps): dt (B D L), A (D N) -> (B D steps N), contiguous."""
-    return torch.exp(dt[:, :, start : start + steps, None] * A[:, None, :])
-
-
 if numba is not None:
 
     @numba.njit(parallel=True, cache=True)
@@ -186,11 +180,25 @@ if numba is not None:
 class SelectiveScanNumbaFn(torch.autograd.Function):
     """y_t = <h_t, C_t> of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t on CPU: u, dt, y (B D L); A (D N); B, C (B N L).
 
-    The recurrence runs in fused numba kernels, `_CHECKPOINT_STRIDE` steps per call, with the decays of those steps
-    computed by torch (its vectorized exp). The backward is a hand-written reverse-time scan. Saved for it: the inputs
-    and the state before every chunk (B D L/stride N); a chunk's states are recomputed when the backward reaches it.
-    Takes contiguous float32 or float64 tensors of one dtype (see `_gated_scan`).
+    The recurrence runs in fused numba kernels, one chunk of steps per call, with the decays of the chunk computed by
+    numpy's vectorized exp (single-threaded: it does not contend with numba's threads the way torch's pool does). The
+    backward is a hand-written reverse-time scan. Saved for it: the inputs and the state before every chunk
+    (B D L/chunk N); a chunk's states are recomputed when the backward reaches it. Takes contiguous float32 or float64
+    tensors of one dtype (see `_gated_scan`).
     """
+
+    @staticmethod
+    def _chunks(shape: tuple[int, ...], state_size: int) -> list[tuple[int, int]]:
+        """(start, stop) of the chunks of steps that the kernels process per call."""
+        batch, channels, length = shape
+        steps = _NUMBA_CHUNK_ELEMENTS // (batch * channels * state_size) // 64 * 64
+        steps = min(max(steps, 64), 1024)
+        return [(start, min(start + steps, length)) for start in range(0, length, steps)]
+
+    @staticmethod
+    def _decays(dt: np.ndarray, A: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """exp(dt_t A) for t in [start, stop): dt (b d l), A (d n) -> (b d stop-start n)."""
+        return np.exp(dt[:, :, start:stop, None] * A[:, None, :])
 
     @staticmethod
     def forward(
@@ -205,12 +213,13 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         B_t, C_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B L N): B_t read at each step
         y = torch.empty_like(u)
         state = u.new_zeros(batch, channels, A.shape[1])
-        checkpoints = u.new_empty(math.ceil(length / _CHECKPOINT_STRIDE), batch, channels, A.shape[1])
-        arrays = [t.detach().numpy() for t in (u, dt, B_t, C_t)]
-        for chunk, start in enumerate(range(0, length, _CHECKPOINT_STRIDE)):
+        chunks = SelectiveScanNumbaFn._chunks(u.shape, A.shape[1])
+        checkpoints = u.new_empty(len(chunks), batch, channels, A.shape[1])
+        u_np, dt_np, A_np, B_np, C_np = (t.detach().numpy() for t in (u, dt, A, B_t, C_t))
+        for chunk, (start, stop) in enumerate(chunks):
             checkpoints[chunk] = state
-            decay = _decays(dt, A, start, _CHECKPOINT_STRIDE)
-            _scan_chunk_forward(*arrays[:2], decay.numpy(), *arrays[2:], start, state.numpy(), y.numpy())
+            decay = SelectiveScanNumbaFn._decays(dt_np, A_np, start, stop)
+            _scan_chunk_forward(u_np, dt_np, decay, B_np, C_np, start, state.numpy(), y.numpy())
         ctx.save_for_backward(u, dt, A, B_t, C_t, checkpoints)
         return y
 
@@ -223,16 +232,14 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         grad_state = u.new_zeros(batch, channels, A.shape[1])
         grad_A = torch.zeros(batch, channels, A.shape[1], dtype=torch.float64)
         grad_B, grad_C = (u.new_zeros(batch, groups, length, A.shape[1]) for _ in range(2))
-        arrays = [t.detach().numpy() for t in (u, dt, A)]
-        outputs = [t.numpy() for t in (grad_u, grad_dt, grad_A, grad_B, grad_C)]
+        u_np, dt_np, A_np, B_np, C_np = (t.detach().numpy() for t in (u, dt, A, B_t, C_t))
         grad_y = grad_y.to(u.dtype).contiguous().numpy()
-        for chunk in range(len(checkpoints) - 1, -1, -1):
-            start = chunk * _CHECKPOINT_STRIDE
-            decay = _decays(dt, A, start, _CHECKPOINT_STRIDE)
+        outputs = [t.numpy() for t in (grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C)]
+        for chunk, (start, stop) in reversed(list(enumerate(SelectiveScanNumbaFn._chunks(u.shape, A.shape[1])))):
+            decay = SelectiveScanNumbaFn._decays(dt_np, A_np, start, stop)
             _scan_chunk_backward(
-                *arrays, decay.numpy(), B_t.numpy(), C_t.numpy(), start, checkpoints[chunk].numpy(), grad_y,
-                grad_state.numpy(), *outputs,
-            )  # fmt: skip
+                u_np, dt_np, A_np, decay, B_np, C_np, start, checkpoints[chunk].numpy(), grad_y, *outputs
+            )
         return (
             grad_u,
             grad_dt,
@@ -266,7 +273,7 @@ def _chunk_scan(
     affine maps h -> a h + b in log2(K) steps; it only multiplies decays in (0, 1], so nothing under- or overflows
     into a NaN however long the sequence.
     """
-    decay = _decays(dt, A, 0, dt.shape[-1])  # (B D K N)
+    decay = torch.exp(dt[..., None] * A[:, None, :])  # (B D K N)
     drive = (dt * u)[..., None] * B.transpose(1, 2)[:, None]  # (B D K N)
     offset = 1
     while offset < dt.shape[-1]:

@@ -19,7 +19,7 @@ from transformers.utils import logging
 
 from .configuration_stretchysnake import StretchySnakeConfig
 from .resizing import pi_resize_patch_kernel, rebase_tensor, resize_spatial_pos_embed, resize_temporal_pos_embed
-from .selective_scan import selective_scan
+from .selective_scan import causal_conv1d, cuda_kernels_available, mamba_inner_cuda, resolve_backend, selective_scan
 
 logger = logging.get_logger(__name__)
 
@@ -206,6 +206,10 @@ class StretchySnakeMixer(nn.Module):
     (the backward ones end in `_b`). The backward direction is a causal Mamba over the flipped sequence (input and
     gate); its output is flipped back and summed with the forward one. Input and output
     `(batch_size, seq_len, hidden_size)`.
+
+    `config.scan_backend` picks the selective scan (see `selective_scan.resolve_backend`). When it resolves to "cuda"
+    and causal-conv1d is installed too, `cuda_kernels_forward` runs each direction through mamba-ssm's fused kernel;
+    otherwise `slow_forward` runs the steps one by one.
     """
 
     def __init__(self, config: StretchySnakeConfig, layer_idx: int) -> None:
@@ -245,10 +249,9 @@ class StretchySnakeMixer(nn.Module):
         D: nn.Parameter,
     ) -> torch.Tensor:
         """One causal Mamba pass over `xz` `(batch_size, 2 * intermediate_size, seq_len)`, without out_proj."""
-        seq_len = xz.shape[-1]
         hidden_states, gate = xz.chunk(2, dim=1)                                      # [batch, intermediate, seq_len]
-        # 2. causal depthwise convolution
-        hidden_states = F.silu(conv1d(hidden_states)[..., :seq_len])                  # [batch, intermediate, seq_len]
+        # 2. causal depthwise convolution (causal-conv1d's kernel on CUDA when installed)
+        hidden_states = causal_conv1d(hidden_states, conv1d.weight[:, 0], conv1d.bias, activation="silu")
         # 3.a input-dependent selection of time step, B and C
         ssm_parameters = x_proj(hidden_states.transpose(1, 2))                        # [batch, seq_len, rank + 2N]
         time_step, B, C = torch.split(
@@ -264,7 +267,7 @@ class StretchySnakeMixer(nn.Module):
             backend=self.scan_backend,
         )                                                                             # [batch, intermediate, seq_len]
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def slow_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         # 1. shared input projection
         xz = self.in_proj(hidden_states).transpose(1, 2)                              # [batch, 2 * intermediate, seq_len]
         forward_out = self._scan_direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
@@ -274,6 +277,33 @@ class StretchySnakeMixer(nn.Module):
         # 4. shared output projection of the summed directions
         return self.out_proj((forward_out + backward_out).transpose(1, 2))             # [batch, seq_len, hidden]
     # fmt: on
+
+    def cuda_kernels_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Each direction through mamba-ssm's fused `mamba_inner_fn`, which applies out_proj itself: out_proj has no
+        bias, so projecting each direction and summing equals projecting the sum."""
+        # 1. shared input projection
+        xz = self.in_proj(hidden_states).transpose(1, 2)  # [batch, 2 * intermediate, seq_len]
+        # 2.-4. conv, selection, scan, gate and out_proj, fused
+        forward_out = self._fused_direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        backward_out = self._fused_direction(
+            xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b
+        ).flip(1)
+        return forward_out + backward_out  # [batch, seq_len, hidden]
+
+    def _fused_direction(
+        self, xz: torch.Tensor, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: nn.Parameter,
+        D: nn.Parameter,
+    ) -> torch.Tensor:  # fmt: skip
+        return mamba_inner_cuda(
+            xz, conv1d.weight, conv1d.bias, x_proj.weight, dt_proj.weight, self.out_proj.weight,
+            A=-torch.exp(A_log.float()), D=D.float(), delta_bias=dt_proj.bias.float(),
+        )  # fmt: skip
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        on_cuda = self.in_proj.weight.is_cuda and not torch.compiler.is_compiling()
+        if on_cuda and resolve_backend(self.scan_backend, hidden_states.device) == "cuda" and cuda_kernels_available():
+            return self.cuda_kernels_forward(hidden_states)
+        return self.slow_forward(hidden_states)
 
 
 class StretchySnakeBlock(GradientCheckpointingLayer):

@@ -32,11 +32,8 @@ logger = logging.get_logger(__name__)
 
 SCAN_BACKENDS = ("auto", "reference", "numba", "chunked", "cuda")
 
-# Elements of the (batch, channels, steps, d_state) decays the "numba" backend computes per kernel call; the number of
-# steps per call is this over batch x channels x d_state, a multiple of 64 in [64, 1024].
-_NUMBA_CHUNK_ELEMENTS = 2**20
-# Chunk length of the "chunked" backend: a Python loop over length / chunk chunks, each a log2(chunk)-step scan.
-_CHUNK_SIZE = 256
+# Elements of a chunk's (batch, channels, steps, d_state) tensors, which sets the steps per chunk (`_chunk_length`).
+_CHUNK_ELEMENTS = 2**20
 
 
 def selective_scan_reference(
@@ -83,6 +80,12 @@ def selective_scan_reference(
     if z is not None:
         y = y * F.silu(z.to(compute_dtype))
     return y.to(dtype_in)
+
+
+def _chunk_length(batch: int, channels: int, state_size: int, longest: int) -> int:
+    """Steps per chunk of the fast backends: about `_CHUNK_ELEMENTS` per (batch, channels, steps, d_state) tensor, as a
+    multiple of 64 between 64 and `longest`. More steps mean fewer Python-level iterations, fewer mean less memory."""
+    return min(max(_CHUNK_ELEMENTS // (batch * channels * state_size) // 64 * 64, 64), longest)
 
 
 def _gated_scan(
@@ -191,8 +194,7 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
     def _chunks(shape: tuple[int, ...], state_size: int) -> list[tuple[int, int]]:
         """(start, stop) of the chunks of steps that the kernels process per call."""
         batch, channels, length = shape
-        steps = _NUMBA_CHUNK_ELEMENTS // (batch * channels * state_size) // 64 * 64
-        steps = min(max(steps, 64), 1024)
+        steps = _chunk_length(batch, channels, state_size, longest=1024)
         return [(start, min(start + steps, length)) for start in range(0, length, steps)]
 
     @staticmethod
@@ -287,13 +289,14 @@ def _chunk_scan(
 
 
 def _chunked_scan_core(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
-    """y_t = <h_t, C_t> (B D L) by a loop over chunks of `_CHUNK_SIZE` steps. Under autograd each chunk is
-    checkpointed: the backward keeps one (B D N) state per chunk and recomputes a chunk's (B D K N) tensors."""
+    """y_t = <h_t, C_t> (B D L) by a loop over chunks of K steps (`_chunk_length`, at most 256). Under autograd each
+    chunk is checkpointed: the backward keeps one (B D N) state per chunk and recomputes a chunk's (B D K N) tensors."""
+    chunk_length = _chunk_length(*u.shape[:2], A.shape[1], longest=256)
     state = u.new_zeros(*u.shape[:2], A.shape[1])
     recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C))
     outputs = []
-    for start in range(0, u.shape[-1], _CHUNK_SIZE):
-        chunk = slice(start, start + _CHUNK_SIZE)
+    for start in range(0, u.shape[-1], chunk_length):
+        chunk = slice(start, start + chunk_length)
         args = (dt[..., chunk], A, B[..., chunk], C[..., chunk], u[..., chunk], state)
         if recompute:
             y, state = checkpoint(_chunk_scan, *args, use_reentrant=False, preserve_rng_state=False)

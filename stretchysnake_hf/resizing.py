@@ -23,9 +23,9 @@ def _resize_matrix_1d(old: int, new: int, mode: str) -> torch.Tensor:
     if mode == "linear":
         columns = F.interpolate(basis[:, None, :], size=new, mode="linear", align_corners=False)[:, 0]
     else:
-        # 1-D bicubic through a height-1 image: at equal height bicubic samples the rows exactly.
+        # 1-D resize through a height-1 image: at equal height the filter samples the rows exactly.
         columns = F.interpolate(
-            basis[:, None, None, :], size=(1, new), mode="bicubic", align_corners=False, antialias=new < old
+            basis[:, None, None, :], size=(1, new), mode=mode, align_corners=False, antialias=new < old
         )[:, 0, 0]
     return columns.T.contiguous()
 
@@ -34,10 +34,11 @@ def _resize_matrix_1d(old: int, new: int, mode: str) -> torch.Tensor:
 def _pi_resize_matrix(old_size: tuple[int, ...], new_size: tuple[int, ...]) -> torch.Tensor:
     """pinv(B) of shape (prod(old_size), prod(new_size)), B the kernel-resize operator (vec(resize(x)) = B vec(x)).
 
-    Spatial axes use bicubic (antialiased when shrinking) and the temporal axis, when there is one, linear: the
-    same interpolation that resizes video frames, so a resized patch meets the resized kernel.
+    Spatial axes use bilinear (antialiased when shrinking) and the temporal axis, when there is one, linear: the
+    interpolation the video processor resizes frames with (its default), so a resized patch meets the resized
+    kernel, as FlexiViT prescribes.
     """
-    modes = ["bicubic"] * len(old_size)
+    modes = ["bilinear"] * len(old_size)
     if len(old_size) == 3:
         modes[0] = "linear"
     resize = torch.ones(1, 1, dtype=torch.float64)

@@ -20,16 +20,16 @@ def resize_operator_2d(old: tuple[int, int], new: tuple[int, int]) -> torch.Tens
     """B of shape (new_h * new_w, old_h * old_w): vec(resize(x)) = B vec(x), from a 2-D resize of the identity basis."""
     shrinking = new[0] < old[0] or new[1] < old[1]
     basis = torch.eye(old[0] * old[1], dtype=torch.float64).reshape(-1, 1, *old)
-    resized = F.interpolate(basis, size=new, mode="bicubic", align_corners=False, antialias=shrinking)
+    resized = F.interpolate(basis, size=new, mode="bilinear", align_corners=False, antialias=shrinking)
     return resized.reshape(old[0] * old[1], -1).T
 
 
 def resize_patches_3d(patches: torch.Tensor, new_size: tuple[int, int, int]) -> torch.Tensor:
-    """Resize (n, c, t, h, w) patches: linear in time, then bicubic in space (each an independent F.interpolate)."""
+    """Resize (n, c, t, h, w) patches: linear in time, then bilinear in space (each an independent F.interpolate)."""
     n, c, t, h, w = patches.shape
     new_t, new_h, new_w = new_size
     patches = F.interpolate(patches, size=(new_t, h, w), mode="trilinear", align_corners=False)
-    patches = F.interpolate(patches.reshape(n, c * new_t, h, w), size=(new_h, new_w), mode="bicubic")
+    patches = F.interpolate(patches.reshape(n, c * new_t, h, w), size=(new_h, new_w), mode="bilinear")
     return patches.reshape(n, c, new_t, new_h, new_w)
 
 
@@ -73,7 +73,7 @@ def test_pi_resize_upsampling_preserves_every_token_2d(old, new):
     weight = torch.randn(5, 3, old, old, dtype=torch.float64)
     patches = torch.randn(10, 3, old, old, dtype=torch.float64)
     new_weight = pi_resize_patch_kernel(weight, (new, new))
-    resized = F.interpolate(patches, size=(new, new), mode="bicubic", align_corners=False)
+    resized = F.interpolate(patches, size=(new, new), mode="bilinear", align_corners=False)
     tokens = torch.einsum("nchw,ochw->no", patches, weight)
     torch.testing.assert_close(torch.einsum("nchw,ochw->no", resized, new_weight), tokens, rtol=1e-5, atol=1e-5)
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from transformers.utils import logging
 
 try:
@@ -266,44 +265,91 @@ def selective_scan_numba_fn(
     return _gated_scan(SelectiveScanNumbaFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
-def _chunk_scan(
-    dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, u: torch.Tensor, state: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of the scan: dt, u (B D K); A (D N); B, C (B N K); state (B D N) before the chunk.
+def _linear_scan(decay: torch.Tensor, drive: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """h_t = decay_t h_{t-1} + drive_t along dim 2 of (B D K N) tensors, h_{-1} = state (B D N); returns h (B D K N).
 
-    Returns y = <h_t, C_t> (B D K) and the last state (B D N). Inside the chunk a Hillis-Steele scan composes the
-    affine maps h -> a h + b in log2(K) steps; it only multiplies decays in (0, 1], so nothing under- or overflows
-    into a NaN however long the sequence.
+    A Hillis-Steele scan: log2(K) steps, each composing every affine map with the one `offset` steps earlier. It only
+    multiplies decays in (0, 1], so nothing under- or overflows into a NaN however long the sequence.
     """
-    decay = torch.exp(dt[..., None] * A[:, None, :])  # (B D K N)
-    drive = (dt * u)[..., None] * B.transpose(1, 2)[:, None]  # (B D K N)
+    decay, drive = decay.clone(), drive.clone()
     offset = 1
-    while offset < dt.shape[-1]:
-        drive = torch.cat(
-            [drive[:, :, :offset], decay[:, :, offset:] * drive[:, :, :-offset] + drive[:, :, offset:]], 2
-        )
-        decay = torch.cat([decay[:, :, :offset], decay[:, :, offset:] * decay[:, :, :-offset]], 2)
+    while offset < decay.shape[2]:
+        drive[:, :, offset:] = drive[:, :, offset:] + decay[:, :, offset:] * drive[:, :, :-offset]
+        decay[:, :, offset:] = decay[:, :, offset:] * decay[:, :, :-offset]
         offset *= 2
-    states = drive + decay * state[:, :, None]  # (B D K N)
-    return torch.einsum("bdkn,bnk->bdk", states, C), states[:, :, -1]
+    return drive + decay * state[:, :, None]
 
 
-def _chunked_scan_core(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
-    """y_t = <h_t, C_t> (B D L) by a loop over chunks of K steps (`_chunk_length`, at most 256). Under autograd each
-    chunk is checkpointed: the backward keeps one (B D N) state per chunk and recomputes a chunk's (B D K N) tensors."""
-    chunk_length = _chunk_length(*u.shape[:2], A.shape[1], longest=256)
-    state = u.new_zeros(*u.shape[:2], A.shape[1])
-    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C))
-    outputs = []
-    for start in range(0, u.shape[-1], chunk_length):
-        chunk = slice(start, start + chunk_length)
-        args = (dt[..., chunk], A, B[..., chunk], C[..., chunk], u[..., chunk], state)
-        if recompute:
-            y, state = checkpoint(_chunk_scan, *args, use_reentrant=False, preserve_rng_state=False)
-        else:
-            y, state = _chunk_scan(*args)
-        outputs.append(y)
-    return torch.cat(outputs, dim=-1)
+class SelectiveScanChunkedFn(torch.autograd.Function):
+    """y_t = <h_t, C_t> of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t in portable torch: u, dt, y (B D L); A (D N);
+    B, C (B N L).
+
+    A loop over chunks of K steps (`_chunk_length`, at most 256), each scanned by `_linear_scan`. The backward is
+    written out: per chunk, in reverse, it recomputes the chunk's states from the state saved before it, runs the
+    reverse recurrence g_h_t = g_y_t C_t + exp(dt_{t+1} A) g_h_{t+1} with the same scan, and forms the gradients.
+    Saved: the inputs and one (B D N) state per chunk; the (B D K N) tensors exist for one chunk at a time.
+    """
+
+    @staticmethod
+    def _chunks(shape: tuple[int, ...], state_size: int) -> list[slice]:
+        """The chunks of steps, as slices of the length axis."""
+        batch, channels, length = shape
+        steps = _chunk_length(batch, channels, state_size, longest=256)
+        return [slice(start, start + steps) for start in range(0, length, steps)]
+
+    @staticmethod
+    def _chunk_tensors(
+        u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, chunk: slice
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chunk's decays exp(dt A) and drives dt u B, both (B D K N)."""
+        decay = torch.exp(dt[:, :, chunk, None] * A[:, None, :])
+        drive = (dt[:, :, chunk] * u[:, :, chunk])[..., None] * B[:, :, chunk].transpose(1, 2)[:, None]
+        return decay, drive
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        u: torch.Tensor,
+        dt: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+    ) -> torch.Tensor:
+        chunks = SelectiveScanChunkedFn._chunks(u.shape, A.shape[1])
+        states = u.new_zeros(len(chunks) + 1, *u.shape[:2], A.shape[1])  # the state before each chunk, and the last
+        outputs = []
+        for index, chunk in enumerate(chunks):
+            h = _linear_scan(*SelectiveScanChunkedFn._chunk_tensors(u, dt, A, B, chunk), states[index])
+            outputs.append(torch.einsum("bdkn,bnk->bdk", h, C[:, :, chunk]))
+            states[index + 1] = h[:, :, -1]
+        ctx.save_for_backward(u, dt, A, B, C, states[:-1])
+        return torch.cat(outputs, dim=-1)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        u, dt, A, B, C, states = ctx.saved_tensors
+        grad_u, grad_dt, grad_B, grad_C = (torch.empty_like(t) for t in (u, dt, B, C))
+        grad_A = torch.zeros_like(A)
+        grad_state = u.new_zeros(states.shape[1:])  # exp(dt_{t+1} A) g_h_{t+1} after the current chunk
+        for index, chunk in reversed(list(enumerate(SelectiveScanChunkedFn._chunks(u.shape, A.shape[1])))):
+            decay, drive = SelectiveScanChunkedFn._chunk_tensors(u, dt, A, B, chunk)
+            h = _linear_scan(decay, drive, states[index])
+            h_previous = torch.cat([states[index][:, :, None], h[:, :, :-1]], dim=2)
+            grad_y_chunk, C_chunk, B_chunk = grad_y[:, :, chunk], C[:, :, chunk], B[:, :, chunk]
+            # the reverse recurrence, as a forward one over flipped time; exp(dt_{t+1} A) is 1 past the chunk's end
+            next_decay = torch.cat([decay[:, :, 1:], torch.ones_like(decay[:, :, :1])], dim=2)
+            direct = grad_y_chunk[..., None] * C_chunk.transpose(1, 2)[:, None]  # g_y_t C_t (B D K N)
+            grad_h = _linear_scan(next_decay.flip(2), direct.flip(2), grad_state).flip(2)
+            grad_state = decay[:, :, 0] * grad_h[:, :, 0]
+            grad_C[:, :, chunk] = torch.einsum("bdk,bdkn->bnk", grad_y_chunk, h)
+            dt_u = dt[:, :, chunk] * u[:, :, chunk]
+            grad_B[:, :, chunk] = torch.einsum("bdkn,bdk->bnk", grad_h, dt_u)
+            grad_dt_u = torch.einsum("bdkn,bnk->bdk", grad_h, B_chunk)
+            grad_decay = grad_h * h_previous * decay  # d/d(dt A) of exp(dt A) h_{t-1}
+            grad_A += torch.einsum("bdkn,bdk->dn", grad_decay, dt[:, :, chunk])
+            grad_u[:, :, chunk] = grad_dt_u * dt[:, :, chunk]
+            grad_dt[:, :, chunk] = grad_dt_u * u[:, :, chunk] + torch.einsum("bdkn,dn->bdk", grad_decay, A)
+        return grad_u, grad_dt, grad_A, grad_B, grad_C
 
 
 def selective_scan_chunked_fn(
@@ -318,7 +364,7 @@ def selective_scan_chunked_fn(
     delta_softplus: bool = False,
 ) -> torch.Tensor:
     """`selective_scan_reference` in portable torch, a loop over chunks vectorized inside; same arguments and return."""
-    return _gated_scan(_chunked_scan_core, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _gated_scan(SelectiveScanChunkedFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +31,11 @@ import datasets
 import numpy as np
 import transformers
 from transformers import AutoModelForVideoClassification, EvalPrediction, HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
+from stretchysnake_hf.data import folder_dataset
+from stretchysnake_hf.evaluation import accuracy_grid_markdown, evaluate_scales, save_results, top_k_accuracy
 from stretchysnake_hf.flexible_training import (
     FlexibleTrainer,
     FlexibleTrainingConfig,
@@ -39,10 +43,9 @@ from stretchysnake_hf.flexible_training import (
     Scale,
     ScaleSampler,
 )
+from stretchysnake_hf.model_card import render_model_card
 
 logger = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".webm", ".mkv", ".mov"}
 
 
 @dataclass
@@ -89,6 +92,12 @@ class DataArguments:
     eval_num_frames: int | None = field(default=None, metadata={"help": "Evaluation frames (default: model's)."})
     eval_image_size: int | None = field(default=None, metadata={"help": "Evaluation resolution (default: model's)."})
     eval_patch_size: int | None = field(default=None, metadata={"help": "Evaluation patch size (default: model's)."})
+    scale_grid_frames: list[int] | None = field(
+        default=None, metadata={"help": "Frame counts of a grid evaluated on the validation set after training."}
+    )
+    scale_grid_resolutions: list[int] | None = field(
+        default=None, metadata={"help": "Resolutions of that grid (static_tokens rule); heatmap in the model card."}
+    )
 
 
 @dataclass
@@ -121,23 +130,6 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             overrides[key.strip()] = value.strip()
     return overrides
-
-
-def folder_dataset(root: str, class_names: list[str] | None = None) -> datasets.Dataset:
-    """A class-per-folder tree (UCF-101 / HMDB-51 layout) as a Dataset of (video path, label index)."""
-    root_path = Path(root)
-    class_names = class_names or sorted(p.name for p in root_path.iterdir() if p.is_dir())
-    videos, labels = [], []
-    for label, name in enumerate(class_names):
-        for path in sorted((root_path / name).rglob("*")):
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
-                videos.append(str(path))
-                labels.append(label)
-    if not videos:
-        raise ValueError(f"No videos ({sorted(VIDEO_EXTENSIONS)}) under the class folders of {root}.")
-    names = datasets.ClassLabel(names=class_names)
-    features = datasets.Features({"video": datasets.Value("string"), "label": names})
-    return datasets.Dataset.from_dict({"video": videos, "label": labels}, features=features)
 
 
 def hub_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -212,11 +204,6 @@ def load_processor(model_args: ModelArguments, args: DataArguments) -> StretchyS
     return StretchySnakeVideoProcessor(**settings)
 
 
-def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    top = np.argsort(-logits, axis=-1)[:, :k]
-    return float((top == labels[:, None]).any(axis=-1).mean())
-
-
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     """Top-1 and top-5 accuracy with numpy (offline; no `evaluate.load`)."""
     logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
@@ -227,86 +214,68 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
 
 
 def write_model_card(
-    output_dir: str,
+    card_dir: str,
     model: StretchySnakeForVideoClassification,
     flex: FlexibleTrainingConfig,
     eval_scale: Scale,
+    model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
     metrics: dict[str, float],
+    scale_results: list,
 ) -> None:
-    """README.md with Hub metadata, how the checkpoint was trained and evaluated, and how to load it."""
-    config = model.config
+    """README.md (the library's model card) saying how the checkpoint was trained and evaluated, and how to load it."""
     data = data_args.dataset_name or data_args.train_dir
-    results = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if "accuracy" in key)
-    card = f"""---
-library_name: transformers
-pipeline_tag: video-classification
-license: apache-2.0
-tags:
-- video-classification
-- stretchysnake
-- videomamba
-- flexible-training
-metrics:
-- accuracy
----
-
-# {Path(output_dir).name}
-
-A StretchySnake (VideoMamba architecture, {config.hidden_size} wide, {config.num_hidden_layers} blocks) video
-classifier with {config.num_labels} classes, trained with `examples/train_flex.py` on `{data}`.
-
-## Flexible training
-
-Variant `{flex.variant}`: every optimizer step draws one scale (frames, resolution, patch size) from
-{len(flex.scales)} scales, a pure function of (seed {flex.seed}, step). Frames {list(flex.frames)},
-resolutions {list(flex.resolutions)}, patch sizes {flex.patch_sizes or "per variant"}, token grid
-{flex.token_grid}, token budget {flex.max_tokens_per_step}. The full config is stored in `config.json` under
-`flexible_training`. {training_args.max_steps if training_args.max_steps > 0 else training_args.num_train_epochs}
-{"steps" if training_args.max_steps > 0 else "epochs"}, learning rate {training_args.learning_rate}, per-device
-batch {training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}.
-
-## Evaluation
-
-At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}:
-
-| metric | value |
-|---|---|
-{results or "| (no evaluation) | |"}
-
-## Use
-
-```python
-import stretchysnake_hf
-from transformers import AutoModelForVideoClassification, AutoImageProcessor
-
-model = AutoModelForVideoClassification.from_pretrained("{output_dir}")
-processor = AutoImageProcessor.from_pretrained("{output_dir}")
-inputs = processor(["clip.mp4"], num_frames=16, size={eval_scale.image_size}, patch_size={eval_scale.patch_size})
-label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]
-```
-
-Any frame count and any resolution divisible by the patch size works: position tables and the patch kernel are
-interpolated on the fly.
-
-## Citation
-
-StretchySnake: arXiv 2510.16209. VideoMamba: Li et al., ECCV 2024, arXiv 2403.06977.
-"""
-    Path(output_dir, "README.md").write_text(card)
+    length = (
+        f"{training_args.max_steps} steps"
+        if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs} epochs"
+    )
+    training = f"""These weights: variant `{flex.variant}`, {len(flex.scales)} scales, frames {list(flex.frames)},
+resolutions {list(flex.resolutions)}, patch sizes {list(flex.patch_sizes) if flex.patch_sizes else "per variant"},
+token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule seed {flex.seed} (the full config is
+in `config.json` under `flexible_training`); {length}, learning rate {training_args.learning_rate}, per-device batch
+{training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}."""
+    lines = [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if "accuracy" in key]
+    results = (
+        f"At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}:\n\n"
+        "| metric | value |\n|---|---|\n" + "\n".join(lines or ["| (no evaluation) | |"])
+    )
+    if scale_results:
+        results += "\n\nTop-1 (%) over scales (`*`: not trained on; details in `scales.md`):\n\n"
+        results += accuracy_grid_markdown(scale_results)
+    card = render_model_card(
+        model_id=card_dir,
+        title=Path(card_dir).name,
+        summary=f"A StretchySnake video classifier trained with `examples/train_flex.py` on `{data}`.",
+        training=training,
+        results=results,
+        heatmap="scales.png" if scale_results else None,
+        config=model.config,
+        datasets=[data_args.dataset_name] if data_args.dataset_name else (),
+        license=None if model_args.model_name_or_path else "apache-2.0",
+    )
+    Path(card_dir, "README.md").write_text(card)
 
 
 class CardTrainer(FlexibleTrainer):
-    """Writes this script's model card wherever the Trainer writes its own (`save_model`'s caller, `push_to_hub`)."""
+    """Writes this script's model card wherever the Trainer writes its own (`save_model`'s caller, `push_to_hub`)
+    and into every checkpoint folder."""
 
-    def __init__(self, *args: Any, write_card: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, write_card: Callable[[str], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.write_card = write_card
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         if self.is_world_process_zero():
-            self.write_card()
+            self.write_card(self.args.output_dir)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.is_world_process_zero():
+            self.write_card(
+                os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -335,11 +304,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_args.eval_patch_size or model.config.patch_size,
     )
     metrics: dict[str, float] = {}
+    scale_results: list = []
     logger.info("Flexible training %s over %d scales; evaluation at %s", flex.variant, len(flex.scales), eval_scale)
 
     trainer = CardTrainer(
         write_card=partial(
-            write_model_card, training_args.output_dir, model, flex, eval_scale, data_args, training_args, metrics
+            write_model_card,
+            model=model,
+            flex=flex,
+            eval_scale=eval_scale,
+            model_args=model_args,
+            data_args=data_args,
+            training_args=training_args,
+            metrics=metrics,
+            scale_results=scale_results,
         ),
         model=model,
         args=training_args,
@@ -356,6 +334,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer.save_state()
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
+        if data_args.scale_grid_frames and data_args.scale_grid_resolutions:
+            scale_results += evaluate_scales(
+                model,
+                processor,
+                eval_dataset["video"],
+                eval_dataset["label"],
+                data_args.scale_grid_frames,
+                data_args.scale_grid_resolutions,
+                batch_size=training_args.per_device_eval_batch_size,
+                show_progress=not training_args.disable_tqdm,
+            )
+            if trainer.is_world_process_zero():
+                save_results(scale_results, training_args.output_dir, f"{Path(training_args.output_dir).name}")
     trainer.log_metrics("all", metrics)
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", metrics)

@@ -6,6 +6,10 @@ RSS before the first forward) is its own. Run by hand:
 
     python benchmarks/scaling.py                       # tiny width/depth, 8-64 frames at 112 and 224 px
     python benchmarks/scaling.py --frames 8 16 --sizes 112 --repeats 1
+    python benchmarks/scaling.py --device cuda --dtype bfloat16 --scan-backend chunked   # on a GPU
+
+On CUDA, times are synchronized and peak memory is `torch.cuda.max_memory_allocated` above the model and inputs;
+`--dtype bfloat16` runs under bf16 autocast (float32 weights, as in mixed-precision training).
 
 The last lines are the ratios the performance targets are about: forward cost growth divided by token growth
 (1.0 = linear), StretchySnake / VideoMAE time and memory at the largest setting both ran, and the tiny forward's
@@ -29,12 +33,14 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def _build(model_name: str, preset: str, frames: int, size: int):
+def _build(model_name: str, preset: str, frames: int, size: int, scan_backend: str = "auto"):
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
     from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
 
-    snake_config = StretchySnakeConfig.from_preset(preset, num_labels=400, drop_path_rate=0.0)
+    snake_config = StretchySnakeConfig.from_preset(
+        preset, num_labels=400, drop_path_rate=0.0, scan_backend=scan_backend
+    )
     if model_name == "stretchysnake":
         return StretchySnakeForVideoClassification(snake_config)
     width = snake_config.hidden_size
@@ -52,7 +58,7 @@ def _build(model_name: str, preset: str, frames: int, size: int):
     return VideoMAEForVideoClassification(config)
 
 
-def _flops(model_name: str, model, shape: tuple[int, ...]) -> int:
+def _flops(model_name: str, model, shape: tuple[int, ...], device: torch.device) -> int:
     if model_name == "stretchysnake":
         from stretchysnake_hf.flops import count_flops
 
@@ -61,48 +67,57 @@ def _flops(model_name: str, model, shape: tuple[int, ...]) -> int:
 
     # torch counts the CUDA attention kernels but not the CPU flash one; its FLOPs are those of any exact attention.
     cpu_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    register_flop_formula(cpu_flash, get_raw=True)(sdpa_flop)  # sdpa_flop already takes tensors or shapes
-        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop(q.shape, k.shape, v.shape)
-    )
+    register_flop_formula(cpu_flash, get_raw=True)(sdpa_flop)  # the exported sdpa_flop is shape-wrapped: takes tensors
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model.eval()(torch.randn(shape))
+        model.eval()(torch.randn(shape, device=device))
     return counter.get_total_flops()
 
 
 def worker(spec: dict) -> dict:
     """One model, one setting, one mode, in this process: median seconds, peak extra memory and (forward) FLOPs."""
     torch.manual_seed(0)
+    device, cuda = torch.device(spec["device"]), spec["device"] == "cuda"
     shape = (spec["batch"], spec["frames"], 3, spec["size"], spec["size"])
-    model = _build(spec["model"], spec["preset"], spec["frames"], spec["size"])
-    pixel_values = torch.randn(shape)
-    labels = torch.zeros(spec["batch"], dtype=torch.long)
-    flops = _flops(spec["model"], model, shape) if spec["mode"] == "forward" else None
+    model = _build(spec["model"], spec["preset"], spec["frames"], spec["size"], spec["scan_backend"])
+    model.to(device)
+    flops = _flops(spec["model"], model, shape, device) if spec["mode"] == "forward" else None
+    pixel_values = torch.randn(shape, device=device)
+    labels = torch.zeros(spec["batch"], dtype=torch.long, device=device)
+    autocast = torch.autocast(device.type, dtype=getattr(torch, spec["dtype"]), enabled=spec["dtype"] != "float32")
 
     def step() -> None:
-        if spec["mode"] == "forward":
-            with torch.inference_mode():
-                model.eval()(pixel_values)
-        else:
-            model.train()(pixel_values, labels=labels).loss.backward()
-            model.zero_grad(set_to_none=True)
+        with autocast:
+            if spec["mode"] == "forward":
+                with torch.inference_mode():
+                    model.eval()(pixel_values)
+            else:
+                model.train()(pixel_values, labels=labels).loss.backward()
+                model.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
 
-    baseline = _rss_bytes()
+    baseline = torch.cuda.memory_allocated() if cuda else _rss_bytes()
     step()  # warm-up: JIT compilation, caches, allocator
     times = []
     for _ in range(spec["repeats"]):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"seconds": sorted(times)[len(times) // 2], "peak_bytes": max(peak - baseline, 0), "flops": flops}
 
 
-def matmul_flops_per_second(n: int = 4096, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops_per_second(device: str, dtype: str, n: int = 4096, repeats: int = 5) -> float:
+    """Dense matmul throughput in the benchmark's compute dtype (float32 on CPU: the models' dtype there)."""
+    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
     torch.matmul(a, b)
+    if device == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         torch.matmul(a, b)
+    if device == "cuda":
+        torch.cuda.synchronize()
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
@@ -129,6 +144,9 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds before a measurement counts as not fitting"
     )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="autocast dtype")
+    parser.add_argument("--scan-backend", default="auto", help="StretchySnake's config.scan_backend")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -137,7 +155,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    matmul = matmul_flops_per_second()
+    matmul = matmul_flops_per_second(args.device, args.dtype)
     settings = sorted(((t, s) for t in args.frames for s in args.sizes), key=lambda ts: ts[0] * ts[1] ** 2)
     rows = []
     with tqdm(total=len(settings) * 4, desc="measuring", file=sys.stderr) as progress:
@@ -153,9 +171,11 @@ def main() -> None:
     def cell(result: dict | None, key: str, scale: float, fmt: str) -> str:
         return "did not fit" if result is None else format(result[key] / scale, fmt)
 
-    print(f"\nDense float32 matmul throughput: {matmul / 1e9:.1f} GFLOP/s (torch.matmul 4096x4096)")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"\n{where}; dense {args.dtype} matmul: {matmul / 1e9:.1f} GFLOP/s (torch.matmul 4096x4096)")
     print(
-        f"Model: {args.preset} width/depth for both, batch {args.batch}; times are medians of {args.repeats} runs.\n"
+        f"Model: {args.preset} width/depth for both, batch {args.batch}, {args.dtype}, StretchySnake scan backend "
+        f"{args.scan_backend!r}; times are medians of {args.repeats} runs.\n"
     )
     print(
         "| frames x px | tokens | model | forward s | fwd+bwd s | peak MiB fwd | peak MiB train | GFLOPs | FLOP/s vs matmul |"

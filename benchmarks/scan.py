@@ -9,7 +9,10 @@ its peak resident memory over the inputs (Linux `VmHWM`, reset through `/proc/se
 few runs after the first. Runs whose autograd is quadratic in the length are skipped at 12,545 and marked so.
 
 Run by hand: `python benchmarks/scan.py` (prints a Markdown table; about 5 minutes on 2 cores, most of it
-`MambaMixer`'s forward+backward at 1,569 tokens).
+`MambaMixer`'s forward+backward at 1,569 tokens). On a GPU, `python benchmarks/scan.py --device cuda` times the
+backends that run there ("chunked", and "cuda" when mamba-ssm is installed) against `MambaMixer` on the GPU (which
+uses mamba-ssm's kernels itself when they import); peak memory is then `torch.cuda.max_memory_allocated` above the
+inputs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 BATCH, HIDDEN, STATE = 2, 192, 16
 CHANNELS = 2 * HIDDEN
 LENGTHS = (1569, 12545)
-CASES = ("MambaMixer fallback", "reference", "numba", "chunked")
+CASES = ("MambaMixer fallback", "reference", "numba", "chunked", "cuda")
 MODES = ("forward", "forward+backward")
 # Autograd through a per-step loop costs time quadratic in the length (each step's slice of a whole-sequence tensor
 # gets a whole-sequence gradient): ~64x the 1,569-token time at 12,545 tokens, i.e. minutes to hours.
@@ -41,15 +44,16 @@ def _memory_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _workload(case: str, mode: str, length: int, batch: int = BATCH) -> Callable[[], None]:
-    """A closure running `case` once in `mode` on fresh-gradient inputs of `length` tokens."""
+def _workload(case: str, mode: str, length: int, device: str, batch: int = BATCH) -> Callable[[], None]:
+    """A closure running `case` once in `mode` on fresh-gradient inputs of `length` tokens on `device`."""
     generator = torch.Generator().manual_seed(0)
     if case == "MambaMixer fallback":
         from transformers import MambaConfig
         from transformers.models.mamba.modeling_mamba import MambaMixer
 
-        mixer = MambaMixer(MambaConfig(hidden_size=HIDDEN, state_size=STATE, expand=2, conv_kernel=4), layer_idx=0)
-        inputs = [torch.randn(batch, length, HIDDEN, generator=generator)]
+        config = MambaConfig(hidden_size=HIDDEN, state_size=STATE, expand=2, conv_kernel=4)
+        mixer = MambaMixer(config, layer_idx=0).to(device)
+        inputs = [torch.randn(batch, length, HIDDEN, generator=generator).to(device)]
         run = lambda: mixer(inputs[0])  # noqa: E731
     else:
         from stretchysnake_hf.selective_scan import selective_scan
@@ -66,6 +70,7 @@ def _workload(case: str, mode: str, length: int, batch: int = BATCH) -> Callable
             torch.randn(batch, channels, length, generator=generator),  # z
             dt + torch.log(-torch.expm1(-dt)),  # delta_bias: inverse softplus of dt
         ]
+        inputs = [tensor.to(device) for tensor in inputs]
         run = lambda: selective_scan(*inputs, delta_softplus=True, backend=case)  # noqa: E731
     if mode == "forward":
 
@@ -86,38 +91,48 @@ def _workload(case: str, mode: str, length: int, batch: int = BATCH) -> Callable
     return step
 
 
-def worker(case: str, mode: str, length: int, repeats: int) -> dict[str, float]:
+def worker(case: str, mode: str, length: int, repeats: int, device: str) -> dict[str, float]:
     """Peak memory of a first run (after a tiny run that loads compiled kernels), then the best of `repeats` more
     runs, unless the first took over 60 s (then that run's time)."""
-    _workload(case, mode, 70, batch=1)()
-    step = _workload(case, mode, length)
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-    baseline = _memory_kib("VmRSS")
-    start = time.perf_counter()
-    step()
-    times = [time.perf_counter() - start]
-    peak_mib = (_memory_kib("VmHWM") - baseline) / 1024
-    for _ in range(repeats if times[0] < 60 else 0):
+    cuda = device == "cuda"
+    _workload(case, mode, 70, device, batch=1)()
+    step = _workload(case, mode, length, device)
+
+    def timed() -> float:
         start = time.perf_counter()
         step()
-        times.append(time.perf_counter() - start)
-    return {"seconds": min(times[1:] or times), "peak_mib": peak_mib}
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    if cuda:
+        torch.cuda.synchronize()
+        baseline = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+        baseline = _memory_kib("VmRSS") * 1024
+    times = [timed()]
+    peak = torch.cuda.max_memory_allocated() if cuda else _memory_kib("VmHWM") * 1024
+    times += [timed() for _ in range(repeats if times[0] < 60 else 0)]
+    return {"seconds": min(times[1:] or times), "peak_mib": (peak - baseline) / 2**20}
 
 
-def measure(case: str, mode: str, length: int, repeats: int) -> dict[str, float]:
+def measure(case: str, mode: str, length: int, repeats: int, device: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--worker", case, mode, str(length), "--repeats", str(repeats)]
+    command += ["--device", device]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def available_cases() -> list[str]:
+def available_cases(device: str) -> list[str]:
     from stretchysnake_hf.selective_scan import resolve_backend
 
     cases = []
     for case in CASES:
         try:
             if case != "MambaMixer fallback":
-                resolve_backend(case, torch.device("cpu"))
+                resolve_backend(case, torch.device(device))
         except (ImportError, ValueError):
             continue
         cases.append(case)
@@ -128,26 +143,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--worker", nargs=3, metavar=("CASE", "MODE", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         case, mode, length = args.worker
-        print(json.dumps(worker(case, mode, int(length), args.repeats)))
+        print(json.dumps(worker(case, mode, int(length), args.repeats, args.device)))
         return
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, channels {CHANNELS}, "
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {where}; batch {BATCH}, channels {CHANNELS}, "
           f"d_state {STATE}; ratio = MambaMixer fallback time / time\n")  # fmt: skip
     print("| backend | tokens | forward s | fwd ratio | fwd peak MiB | fwd+bwd s | fwd+bwd ratio | fwd+bwd peak MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for length in args.lengths:
         results = {}
-        for case in available_cases():
+        for case in available_cases(args.device):
             cells = []
             for mode in MODES:
                 if (case, mode, length) in SKIPPED:
                     cells.append("skipped (quadratic: est. > 10 min) | - | -")
                     continue
-                result = results[case, mode] = measure(case, mode, length, args.repeats)
+                result = results[case, mode] = measure(case, mode, length, args.repeats, args.device)
                 baseline = results.get(("MambaMixer fallback", mode))
                 ratio = f"{baseline['seconds'] / result['seconds']:.1f}x" if baseline else "n/a"
                 cells.append(f"{result['seconds']:.3f} | {ratio} | {result['peak_mib']:.0f}")

@@ -109,7 +109,8 @@ def _gated_scan(
         delta = delta + delta_bias.to(compute_dtype)[None, :, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    y = scan_core(u, delta, A, B, C)
+    with torch.autocast(u.device.type, enabled=False):  # autocast would run the chunks' einsums in bf16/fp16
+        y = scan_core(u, delta, A, B, C)
     if D is not None:
         y = y + D.to(compute_dtype)[None, :, None] * u
     if z is not None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from transformers.utils import logging
 
 from stretchysnake_hf import StretchySnakeConfig
+
+# GPU comparisons against float32 references need true float32 matmuls and convolutions, not TF32.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
 
 TINY = {
     "hidden_size": 32,

@@ -157,6 +157,44 @@ def test_tiny_model_logits_and_gradients_with_auto_match_the_reference_scan(monk
         assert_relative_close(results["auto"][1][name], grad, 1e-4, f"grad of {name}")
 
 
+def autocast_training_step(model: nn.Module, video: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype | None):
+    """Logits and parameter gradients of one training step, under `dtype` autocast when given."""
+    model.zero_grad()
+    with torch.autocast(video.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        outputs = model(video, labels=labels)
+    outputs.loss.backward()
+    return outputs.logits.float(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def assert_bf16_step_tracks_float32(model: nn.Module, video: torch.Tensor, labels: torch.Tensor) -> None:
+    """A bf16-autocast step gives the float32 step's logits to bf16 precision and gradients pointing the same way:
+    the whole gradient, and each tensor's whose norm is not lost in bf16 rounding (above 1e-4 of the largest; at
+    initialisation the A_log and dt_proj gradients are ~1e-9 and bf16 noise)."""
+    logits, grads = autocast_training_step(model, video, labels, None)
+    bf16_logits, bf16_grads = autocast_training_step(model, video, labels, torch.bfloat16)
+    assert_relative_close(bf16_logits, logits, 3e-2, "bf16 logits")
+
+    def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+        return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
+    assert (
+        cosine(torch.cat([g.flatten() for g in bf16_grads.values()]), torch.cat([g.flatten() for g in grads.values()]))
+        > 0.999
+    )
+    largest = max(grad.norm() for grad in grads.values())
+    for name, grad in grads.items():
+        assert bf16_grads[name].dtype == torch.float32 and torch.isfinite(bf16_grads[name]).all(), name
+        if grad.norm() > 1e-4 * largest:
+            assert cosine(bf16_grads[name], grad) > 0.99, f"grad of {name}: {cosine(bf16_grads[name], grad):.4f}"
+
+
+@pytest.mark.parametrize("backend", ["reference", *CPU_BACKENDS])
+def test_bf16_autocast_training_step_tracks_the_float32_step(backend):
+    torch.manual_seed(0)
+    model = StretchySnakeForVideoClassification(tiny_config(image_size=32, scan_backend=backend)).train()
+    assert_bf16_step_tracks_float32(model, torch.randn(2, 4, 3, 32, 32), torch.tensor([0, 2]))
+
+
 def test_auto_picks_numba_on_cpu():
     assert resolve_backend("auto", torch.device("cpu")) == "numba"
 
@@ -246,3 +284,10 @@ def test_cuda_model_matches_cpu_reference():
     assert_relative_close(model(video.cuda()).logits.detach().cpu(), expected[0], 1e-4, "logits")
     for name, parameter in model.named_parameters():
         assert_relative_close(parameter.grad.cpu(), expected[1][name], 1e-4, f"grad of {name}")
+
+
+@requires_cuda
+def test_cuda_bf16_autocast_training_step_tracks_the_float32_step():
+    torch.manual_seed(0)
+    model = StretchySnakeForVideoClassification(tiny_config(image_size=32)).train().cuda()
+    assert_bf16_step_tracks_float32(model, torch.randn(2, 4, 3, 32, 32).cuda(), torch.tensor([0, 2]).cuda())

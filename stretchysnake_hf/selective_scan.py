@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.amp import is_autocast_available
 from transformers.utils import logging
 
 try:
@@ -109,7 +111,11 @@ def _gated_scan(
         delta = delta + delta_bias.to(compute_dtype)[None, :, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    with torch.autocast(u.device.type, enabled=False):  # autocast would run the chunks' einsums in bf16/fp16
+    # Autocast would run the chunks' einsums in bf16/fp16; the scan stays in compute_dtype.
+    no_autocast = (
+        torch.autocast(u.device.type, enabled=False) if is_autocast_available(u.device.type) else nullcontext()
+    )
+    with no_autocast:
         y = scan_core(u, delta, A, B, C)
     if D is not None:
         y = y + D.to(compute_dtype)[None, :, None] * u

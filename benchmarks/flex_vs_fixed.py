@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ import train_flex  # noqa: E402  (examples/train_flex.py: the one training path)
 from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor  # noqa: E402
 from stretchysnake_hf.data import folder_dataset  # noqa: E402
 from stretchysnake_hf.evaluation import OK, ScaleResult, evaluate_scales, plot_heatmaps, save_results  # noqa: E402
+from stretchysnake_hf.model_card import render_model_card  # noqa: E402
 from stretchysnake_hf.synthetic import generate_dataset  # noqa: E402
 
 VARIANTS = ("fixed", "static_tokens", "static_patch", "flexi_patch", "random", "temporal_only")
@@ -144,6 +146,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-resolutions", type=int, nargs="+", default=[32, 48, 64, 96, 128])
     parser.add_argument("--eval-patch-rule", choices=("static_tokens", "static_patch"), default="static_tokens")
     parser.add_argument("--eval-batch-size", type=int, default=16)
+    parser.add_argument(
+        "--model-card", type=Path, default=None,
+        help="also write a model card with these results here (the repository's MODEL_CARD.md)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.fixed_scale = tuple(args.fixed_scale)
     return args
@@ -183,7 +189,39 @@ def main(argv: list[str] | None = None) -> str:
     (output / "summary.md").write_text(table + "\n")
     print(f"\n{len(test)} test clips, chance {100 / len(labels):.0f}%; evaluation {evaluation_seconds:.0f} s\n")
     print(table)
+    if args.model_card:
+        write_model_card(args, table, len(test), len(labels), output / "flex_vs_fixed.png")
     return table
+
+
+def write_model_card(args: argparse.Namespace, table: str, num_test: int, num_labels: int, heatmap: Path) -> None:
+    """The architecture's model card, with this run's table and heatmap (linked relative to the card)."""
+    frames, size, patch = args.fixed_scale
+    training = (
+        f"The results below come from `benchmarks/flex_vs_fixed.py`: the same StretchySnake ({args.hidden_size} "
+        f"channels, {args.num_layers} blocks) trained from scratch {args.max_steps} steps (batch {args.batch_size}, "
+        f"AdamW, learning rate {args.learning_rate}, seed {args.seed}) on the generated action dataset "
+        f"(`python -m stretchysnake_hf.synthetic`, {args.videos_per_class} clips per class, {num_labels} classes), once "
+        f"at the fixed scale ({frames} frames, {size} px, patch {patch}) and once per variant, with frames drawn from "
+        f"{list(args.train_frames)} and resolutions from {list(args.train_resolutions)} where the variant varies them."
+    )
+    results = (
+        f"Top-1 on the {num_test} test clips (chance {100 / num_labels:.0f}%) over frames {list(args.eval_frames)} x "
+        f"resolutions {list(args.eval_resolutions)} ({args.eval_patch_rule} patch rule); the grid reaches outside every "
+        f"training set.\n\n{table}"
+    )
+    card = render_model_card(
+        model_id="stretchysnake-checkpoint",
+        title="StretchySnake",
+        summary="A video state-space model (VideoMamba architecture) trained so that one set of weights recognises "
+        "actions at any frame count, resolution and patch size (Siddiqui et al., arXiv 2510.16209). This card "
+        "describes the architecture and the package's flexible training; checkpoints trained with "
+        "`examples/train_flex.py` carry a card of the same shape with their own results.",
+        training=training,
+        results=results,
+        heatmap=os.path.relpath(heatmap, args.model_card.parent),
+    )
+    args.model_card.write_text(card)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def test_flex_vs_fixed_smoke(tmp_path):
             "--output-dir", str(tmp_path), "--videos-per-class", "3", "--variants", "fixed", "static_tokens",
             "--hidden-size", "16", "--num-layers", "1", "--max-steps", "2", "--batch-size", "2", "--num-workers", "0",
             "--fixed-scale", "4", "32", "16", "--train-frames", "2", "4", "--train-resolutions", "16", "32",
-            "--eval-frames", "4", "8", "--eval-resolutions", "32", "48",
+            "--eval-frames", "4", "8", "--eval-resolutions", "32", "48", "--model-card", str(tmp_path / "CARD.md"),
         ]
     )  # fmt: skip
     lines = table.splitlines()
@@ -211,6 +211,8 @@ def test_flex_vs_fixed_smoke(tmp_path):
     rows = list(csv.DictReader((tmp_path / "scales.csv").open()))
     assert len(rows) == 8 and {r["model"] for r in rows} == {"fixed", "static_tokens"}
     assert sum(r["in_training"] == "True" for r in rows if r["model"] == "fixed") == 1  # only (4, 32, p16)
+    card = (tmp_path / "CARD.md").read_text()
+    assert table in card and "![Top-1 accuracy over frames and resolutions](flex_vs_fixed.png)" in card
 
 
 def test_model_card_metadata_and_sections():

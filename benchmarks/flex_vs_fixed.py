@@ -8,7 +8,7 @@ set (fewer and more frames, lower and higher resolution). Prints one table (accu
 and worst cell over the grid, mean over the cells outside each model's own training set, training time, frames
 seen) and writes the heatmaps side by side.
 
-    python benchmarks/flex_vs_fixed.py [--output-dir flex_vs_fixed] [--max-steps 200] [--videos-per-class 20]
+    python benchmarks/flex_vs_fixed.py [--output-dir flex_vs_fixed] [--max-steps 600] [--videos-per-class 100]
 
 The defaults finish in under an hour on 2 CPU cores. On a GPU, scale up through the flags, e.g. `--hidden-size 192
 --num-layers 24 --max-steps 5000 --videos-per-class 200 --batch-size 32`.
@@ -128,11 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=Path("flex_vs_fixed"))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--videos-per-class", type=int, default=20)
+    parser.add_argument("--videos-per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=4)
-    parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--max-steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--num-workers", type=int, default=1, help="dataloader workers (decoding) per run")

@@ -76,6 +76,8 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp
     (full / "checkpoint-4").rename(resumed / "checkpoint-4")
     train_flex.main(arguments(data_dir, resumed, *common, "--resume_from_checkpoint", str(resumed / "checkpoint-4")))
 
+    for checkpoint in (full / "checkpoint-2", resumed / "checkpoint-4", full / "checkpoint-6"):  # each has the card
+        assert (checkpoint / "README.md").read_text().startswith("---\nlibrary_name: transformers\n"), checkpoint
     expected, actual = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert expected.keys() == actual.keys()
     initial = load_file(full / "checkpoint-2" / "model.safetensors")
@@ -95,6 +97,7 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT)]
     command += arguments(data_dir, output, "--max_steps", "3", "--validation_dir", str(data_dir / "validation"))
+    command += ["--scale_grid_frames", "4", "8", "--scale_grid_resolutions", "32"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
 
@@ -109,6 +112,7 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     card = (output / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: video-classification\n")
     assert "static_tokens" in card and "top1_accuracy" in card
+    assert "![Top-1 accuracy over frames and resolutions](scales.png)" in card and (output / "scales.png").is_file()
     model = AutoModelForVideoClassification.from_pretrained(output).eval()
     assert FlexibleTrainingConfig.from_dict(model.config.flexible_training) == FlexibleTrainingConfig(**FLEX)
     processor = AutoImageProcessor.from_pretrained(output)

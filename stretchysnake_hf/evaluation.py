@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -398,7 +399,7 @@ def results_markdown(results: Sequence[ScaleResult]) -> str:
 
 
 def plot_heatmaps(results: Sequence[ScaleResult], path: str | Path, title: str | None = None) -> None:
-    """Top-1 heatmaps (resolution x frames), one panel per model side by side; hatched cells were not trained on."""
+    """Top-1 heatmaps (resolution x frames), one panel per model, three to a row; hatched cells were not trained on."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -408,10 +409,18 @@ def plot_heatmaps(results: Sequence[ScaleResult], path: str | Path, title: str |
     models = _by_model(results)
     first_columns, first_rows, _ = _grid(next(iter(models.values())))
     width, height = 0.8 * len(first_columns) + 2.0, 0.5 * len(first_rows) + 1.4
+    num_columns = min(3, len(models))
+    num_rows = math.ceil(len(models) / num_columns)
     figure, axes = plt.subplots(
-        1, len(models), figsize=(width * len(models) + 1, height), squeeze=False, layout="constrained"
+        num_rows,
+        num_columns,
+        figsize=(width * num_columns + 1, height * num_rows),
+        squeeze=False,
+        layout="constrained",
     )
-    for index, (axis, (name, model_results)) in enumerate(zip(axes[0], models.items(), strict=True)):
+    for axis in axes.flat[len(models) :]:
+        axis.set_visible(False)
+    for index, (axis, (name, model_results)) in enumerate(zip(axes.flat, models.items(), strict=False)):
         columns, rows, cells = _grid(model_results)
         values = np.full((len(rows), len(columns)), np.nan)
         for (i, row), (j, num_frames) in itertools.product(enumerate(rows), enumerate(columns)):
@@ -429,10 +438,10 @@ def plot_heatmaps(results: Sequence[ScaleResult], path: str | Path, title: str |
         axis.set_xticks(range(len(columns)), [str(t) for t in columns])
         axis.set_yticks(range(len(rows)), [_row_label(row) for row in rows])
         axis.set_xlabel("frames")
-        if index == 0:
+        if index % num_columns == 0:
             axis.set_ylabel("resolution / patch size")
         axis.set_title(name)
-    figure.colorbar(image, ax=axes[0].tolist(), label="top-1 accuracy (%)", shrink=0.9)
+    figure.colorbar(image, ax=axes.ravel().tolist(), label="top-1 accuracy (%)", shrink=0.9)
     figure.suptitle(title or "Top-1 accuracy over scales (hatched: not in the training sets)", fontsize=10)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)

@@ -195,6 +195,24 @@ def test_bf16_autocast_training_step_tracks_the_float32_step(backend):
     assert_bf16_step_tracks_float32(model, torch.randn(2, 4, 3, 32, 32), torch.tensor([0, 2]))
 
 
+def test_numba_takes_its_process_share_of_the_cores(monkeypatch):
+    """Under a launcher with LOCAL_WORLD_SIZE processes per machine, each scan runs on cores // processes threads."""
+    numba = pytest.importorskip("numba")
+    default = numba.get_num_threads()
+    monkeypatch.setattr(scan_ops.os, "cpu_count", lambda: 4)
+    try:
+        for local_processes, expected in (("2", 2), ("4", 1), ("8", 1)):
+            monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+            scan_ops.numba_threads_per_process.cache_clear()
+            expected = min(expected, numba.config.NUMBA_NUM_THREADS)
+            assert scan_ops.numba_threads_per_process() == expected
+            assert_backends_agree("numba", "reference", make_inputs(1, 4, 8, 100, torch.float64), 1e-9)
+            assert numba.get_num_threads() == expected
+    finally:
+        scan_ops.numba_threads_per_process.cache_clear()
+        numba.set_num_threads(default)
+
+
 def test_auto_picks_numba_on_cpu():
     assert resolve_backend("auto", torch.device("cpu")) == "numba"
 

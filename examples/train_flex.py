@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 show_progress=not training_args.disable_tqdm,
             )
             if trainer.is_world_process_zero():
-                save_results(scale_results, training_args.output_dir, f"{Path(training_args.output_dir).name}")
+                save_results(scale_results, training_args.output_dir, Path(training_args.output_dir).name)
     trainer.log_metrics("all", metrics)
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", metrics)

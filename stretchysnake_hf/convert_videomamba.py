@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .configuration_stretchysnake import PRESETS, StretchySnakeConfig
+from .model_card import render_model_card
 from .modeling_stretchysnake import StretchySnakeForVideoClassification, StretchySnakeModel
 from .resizing import rebase_tensor
 from .video_processing_stretchysnake import StretchySnakeVideoProcessor
@@ -240,47 +241,24 @@ def save_converted(
     StretchySnakeVideoProcessor(num_frames=config.num_frames, size=config.image_size).save_pretrained(output_dir)
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
     head = f"a {config.num_labels}-class head" if isinstance(model, StretchySnakeForVideoClassification) else "no head"
-    card = MODEL_CARD.format(
-        source=source_name,
-        num_parameters=f"{num_parameters:,}",
-        head=head,
-        hidden_size=config.hidden_size,
-        depth=config.num_hidden_layers,
-        num_frames=config.num_frames,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        model_class=type(model).__name__,
+    card = render_model_card(
+        model_id=str(output_dir),
+        title=f"StretchySnake conversion of `{source_name}`",
+        summary=(
+            f"VideoMamba weights ({config.hidden_size} wide, {config.num_hidden_layers} layers, {num_parameters:,} "
+            f"parameters, {head}) converted to the `stretchysnake_hf` layout with "
+            "`python -m stretchysnake_hf.convert_videomamba`. Inputs are normalized with ImageNet's mean and standard "
+            "deviation."
+        ),
+        training=(
+            "These weights are the original VideoMamba release's, trained at one fixed scale, not with flexible "
+            "training; fine-tune them with `examples/train_flex.py` to make them hold up across scales. Check the "
+            "original checkpoint's license and the license of the data it was trained on before use."
+        ),
+        config=config,
+        license=None,
     )
     Path(output_dir, "README.md").write_text(card, encoding="utf-8")
-
-
-MODEL_CARD = """---
-library_name: transformers
-pipeline_tag: video-classification
-tags:
-- stretchysnake
-- videomamba
----
-
-# StretchySnake conversion of `{source}`
-
-VideoMamba weights ({hidden_size} wide, {depth} layers, {num_parameters} parameters, {head}) converted to the
-`stretchysnake_hf` layout with `python -m stretchysnake_hf.convert_videomamba`. Base scale: {num_frames} frames of
-{image_size}x{image_size} pixels, patch size {patch_size}; the model runs at any frame count and resolution
-(position tables and patch kernel are interpolated), and `from_pretrained(..., num_frames=..., image_size=...,
-patch_size=...)` re-bases it to another scale. Inputs are normalized with ImageNet's mean and standard deviation.
-
-```python
-from transformers import AutoImageProcessor, AutoModelForVideoClassification
-
-model = AutoModelForVideoClassification.from_pretrained("path/to/this/folder", trust_remote_code=True)
-processor = AutoImageProcessor.from_pretrained("path/to/this/folder", trust_remote_code=True)
-```
-
-The architecture is VideoMamba (Li et al., "VideoMamba: State Space Model for Efficient Video Understanding",
-https://github.com/OpenGVLab/VideoMamba); check the original checkpoint's license and the license of the
-data it was trained on before use.
-"""
 
 
 def read_labels(spec: str) -> list[str]:

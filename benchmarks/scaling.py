@@ -1,8 +1,9 @@
 """Cost against video length: StretchySnake vs VideoMAE side by side, and against the machine's matmul throughput.
 
 Both models get the same width, depth, patch size and tubelet (VideoMAE heads = width / 64) and the same inputs, at
-every (frames, resolution) setting. Each measurement runs in a fresh process, so its peak memory (peak RSS above the
-RSS before the first forward) is its own. Run by hand:
+every (frames, resolution) setting. Each measurement runs in a fresh process, so its peak memory is its own: after
+one warm-up step (JIT compilation, resize caches) the peak resident size is reset, and peak memory is the peak
+resident size during the timed steps above the resident size before them. Run by hand:
 
     python benchmarks/scaling.py                       # tiny width/depth, 8-64 frames at 112 and 224 px
     python benchmarks/scaling.py --frames 8 16 --sizes 112 --repeats 1
@@ -19,8 +20,8 @@ achieved FLOP/s as a fraction of dense float32 matmul throughput measured in the
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -28,9 +29,19 @@ import time
 import torch
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
+def _status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status ("VmRSS": resident now, "VmHWM": peak resident) in bytes."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(f"{field}:"))
+    return int(line.split()[1]) * 1024
+
+
+def _reset_peak_rss() -> None:
+    """Returns the memory that glibc keeps after frees to the system, then sets the peak resident size (VmHWM) to the
+    current one (Linux >= 4.0)."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
 
 
 def _build(model_name: str, preset: str, frames: int, size: int, scan_backend: str = "auto"):
@@ -96,14 +107,18 @@ def worker(spec: dict) -> dict:
         if cuda:
             torch.cuda.synchronize()
 
-    baseline = torch.cuda.memory_allocated() if cuda else _rss_bytes()
     step()  # warm-up: JIT compilation, caches, allocator
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        _reset_peak_rss()
+    baseline = torch.cuda.memory_allocated() if cuda else _status_bytes("VmRSS")
     times = []
     for _ in range(spec["repeats"]):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = torch.cuda.max_memory_allocated() if cuda else _status_bytes("VmHWM")
     return {"seconds": sorted(times)[len(times) // 2], "peak_bytes": max(peak - baseline, 0), "flops": flops}
 
 
@@ -124,7 +139,10 @@ def matmul_flops_per_second(device: str, dtype: str, n: int = 4096, repeats: int
 def _run(spec: dict, timeout: float) -> dict | None:
     try:
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return None

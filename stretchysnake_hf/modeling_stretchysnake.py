@@ -18,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClass
 from transformers.utils import logging
 
 from .configuration_stretchysnake import StretchySnakeConfig
+from .mixer_inference_cpu import MambaDirectionWeights, bidirectional_mamba_inference_cpu
 from .resizing import pi_resize_patch_kernel, rebase_tensor, resize_spatial_pos_embed, resize_temporal_pos_embed
 from .selective_scan import causal_conv1d, cuda_kernels_available, mamba_inner_cuda, resolve_backend, selective_scan
 
@@ -208,8 +209,9 @@ class StretchySnakeMixer(nn.Module):
     `(batch_size, seq_len, hidden_size)`.
 
     `config.scan_backend` picks the selective scan (see `selective_scan.resolve_backend`). When it resolves to "cuda"
-    and causal-conv1d is installed too, `cuda_kernels_forward` runs each direction through mamba-ssm's fused kernel;
-    otherwise `slow_forward` runs the steps one by one.
+    and causal-conv1d is installed too, `cuda_kernels_forward` runs each direction through mamba-ssm's fused kernel.
+    Without gradients on float32 CPU tensors, when it resolves to "numba", `cpu_inference_forward` runs fused numba
+    kernels. Otherwise `slow_forward` runs the steps one by one.
     """
 
     def __init__(self, config: StretchySnakeConfig, layer_idx: int) -> None:
@@ -299,10 +301,41 @@ class StretchySnakeMixer(nn.Module):
             A=-torch.exp(A_log.float()), D=D.float(), delta_bias=dt_proj.bias.float(),
         )  # fmt: skip
 
+    def _direction_weights(
+        self, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: nn.Parameter, D: nn.Parameter
+    ) -> MambaDirectionWeights:
+        return MambaDirectionWeights(
+            conv1d.weight[:, 0], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, -torch.exp(A_log), D
+        )
+
+    def cpu_inference_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`slow_forward` without autograd, fused on CPU (see `mixer_inference_cpu`); float32 only."""
+        return bidirectional_mamba_inference_cpu(
+            hidden_states,
+            self.in_proj.weight,
+            self._direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+            self._direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
+            self.out_proj.weight,
+        )
+
+    def _runs_fused_on_cpu(self, hidden_states: torch.Tensor) -> bool:
+        """Whether `cpu_inference_forward` computes this call: no gradients, float32 CPU tensors, no autocast or
+        compilation, and a scan backend that resolves to "numba"."""
+        return (
+            not torch.is_grad_enabled()
+            and hidden_states.device.type == "cpu"
+            and hidden_states.dtype == self.in_proj.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
+            and resolve_backend(self.scan_backend, hidden_states.device) == "numba"
+        )
+
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         on_cuda = self.in_proj.weight.is_cuda and not torch.compiler.is_compiling()
         if on_cuda and resolve_backend(self.scan_backend, hidden_states.device) == "cuda" and cuda_kernels_available():
             return self.cuda_kernels_forward(hidden_states)
+        if self._runs_fused_on_cpu(hidden_states):
+            return self.cpu_inference_forward(hidden_states)
         return self.slow_forward(hidden_states)
 
 

@@ -1,0 +1,177 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Fused CPU inference of the bidirectional Mamba mixer: numba kernels on token-major tensors, in chunks of tokens.
+
+`StretchySnakeMixer.slow_forward` computes the same function with autograd-friendly ops. Without gradients it
+spends most of its time and memory on layout: (batch, channels, length) transposes, flips, separate conv, silu,
+softplus, skip and gate tensors, and a scan whose exp(dt * A) is computed by numpy before the kernel. Here:
+
+- the input projection's output keeps torch's (batch, tokens, channels) layout, and neither direction is flipped:
+  the backward direction reads its tokens in reverse order;
+- each direction runs over chunks of tokens: a numba causal conv + silu, x_proj and dt_proj (torch matmuls) and a
+  numba scan whose exp is `fast_exp`, vectorized over the state; its state carries from one chunk to the next;
+- the forward direction writes `scan + D * u` for every token, the backward one adds its own, and as it finishes a
+  chunk that chunk is gated by silu(z) and projected by out_proj.
+
+Memory: besides the input and the output, one (batch, tokens, channels) tensor for the conv input x and one for the
+two directions' sum, and a chunk's worth of temporaries; the slow path holds about twenty (batch, channels, tokens)
+tensors.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .numba_math import fast_exp
+from .selective_scan import numba_threads_per_process
+
+# Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
+_CHUNK_ELEMENTS = 2**18
+
+# Channels that one thread of the scan takes at a time, each with its (d_state,) state.
+_CHANNEL_BLOCK = 16
+
+# The kernels' float math may be reassociated (the scan's sum over the state) and contracted into FMAs; NaN and
+# infinity keep their IEEE meaning.
+_FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+
+
+class MambaDirectionWeights(NamedTuple):
+    """One direction's tensors: conv_weight (channels, d_conv), conv_bias (channels), x_proj_weight
+    (dt_rank + 2 d_state, channels), dt_proj_weight (channels, dt_rank), dt_proj_bias (channels), A (channels,
+    d_state) = -exp(A_log), D (channels). All float32."""
+
+    conv_weight: torch.Tensor
+    conv_bias: torch.Tensor
+    x_proj_weight: torch.Tensor
+    dt_proj_weight: torch.Tensor
+    dt_proj_bias: torch.Tensor
+    A: torch.Tensor
+    D: torch.Tensor
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
+    """out[:, i] = silu(bias + sum_k weight[k] * x[:, t - (W - 1) + k]) for tokens t = start + i in [start, stop),
+    zero outside the sequence; with `reverse`, the causal conv of the reversed sequence: x[:, t + (W - 1) - k].
+
+    x (b, length, channels); weight (W, channels); bias (channels); out (b, stop - start, channels).
+    """
+    batch, length, channels = x.shape
+    width = weight.shape[0]
+    steps = stop - start
+    for index in numba.prange(batch * steps):
+        b, i = index // steps, index % steps
+        t = start + i
+        acc = out[b, i]
+        acc[:] = bias
+        for k in range(width):
+            source = t + (width - 1) - k if reverse else t - (width - 1) + k
+            if 0 <= source < length:
+                for c in range(channels):
+                    acc[c] += weight[k, c] * x[b, source, c]
+        for c in range(channels):
+            acc[c] = acc[c] / (np.float32(1.0) + fast_exp(-acc[c]))
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
+    """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
+
+        h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t
+
+    u, dt (b, k, channels) the chunk's conv output and time steps (softplus applied); A (channels, n); B, C (b, k, n);
+    D (channels). state (b, channels, n): h before the chunk on entry, after it on return. y_t is written (or with
+    `accumulate` added) to out[:, start + i] (out: b, length, channels).
+    """
+    batch, steps, channels = u.shape
+    state_size = A.shape[1]
+    blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    for index in numba.prange(batch * blocks):
+        b = index // blocks
+        first = (index % blocks) * _CHANNEL_BLOCK
+        last = min(first + _CHANNEL_BLOCK, channels)
+        h = state[b, first:last].copy()  # the block's states stay in one small array (cache) through the chunk
+        for step in range(steps):
+            i = steps - 1 - step if reverse else step
+            B_i, C_i = B[b, i], C[b, i]
+            for c in range(first, last):
+                dt_c, u_c = dt[b, i, c], u[b, i, c]
+                dt_u = dt_c * u_c
+                A_c, h_c = A[c], h[c - first]
+                y = D[c] * u_c
+                for n in range(state_size):
+                    h_n = fast_exp(dt_c * A_c[n]) * h_c[n] + dt_u * B_i[n]
+                    h_c[n] = h_n
+                    y += h_n * C_i[n]
+                if accumulate:
+                    out[b, start + i, c] += y
+                else:
+                    out[b, start + i, c] = y
+        state[b, first:last] = h
+
+
+def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
+    starts = list(range(0, length, chunk))
+    return starts[::-1] if reverse else starts
+
+
+def _scan_direction(
+    x: torch.Tensor, weights: MambaDirectionWeights, reverse: bool, out: torch.Tensor, chunk: int, on_chunk_done=None
+) -> None:
+    """One direction over the token-major conv input x (b, length, channels): writes (forward) or adds (`reverse`)
+    its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each."""
+    batch, length, channels = x.shape
+    state_size = weights.A.shape[1]
+    time_step_rank = weights.dt_proj_weight.shape[1]
+    state = x.new_zeros(batch, channels, state_size)
+    conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
+    x_np = x.numpy()
+    for start in _chunk_starts(length, chunk, reverse):
+        stop = min(start + chunk, length)
+        u = x.new_empty(batch, stop - start, channels)
+        _causal_conv_silu(x_np, conv_weight, weights.conv_bias.numpy(), start, stop, reverse, u.numpy())
+        time_step, B, C = F.linear(u, weights.x_proj_weight).split([time_step_rank, state_size, state_size], dim=-1)
+        dt = F.softplus(F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias))
+        _scan_chunk(
+            u.numpy(), dt.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
+            weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(),
+        )  # fmt: skip
+        if on_chunk_done is not None:
+            on_chunk_done(start, stop)
+
+
+@torch.no_grad()
+def bidirectional_mamba_inference_cpu(
+    hidden_states: torch.Tensor,
+    in_proj_weight: torch.Tensor,
+    forward_weights: MambaDirectionWeights,
+    backward_weights: MambaDirectionWeights,
+    out_proj_weight: torch.Tensor,
+) -> torch.Tensor:
+    """The bidirectional mixer (see `StretchySnakeMixer`) without autograd, on float32 CPU tensors.
+
+    hidden_states (batch, tokens, hidden); in_proj_weight (2 channels, hidden); out_proj_weight (hidden, channels);
+    returns (batch, tokens, hidden).
+    """
+    numba.set_num_threads(numba_threads_per_process())
+    hidden_states = hidden_states.contiguous()
+    batch, length, _ = hidden_states.shape
+    channels = out_proj_weight.shape[1]
+    chunk = max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
+    x_weight, z_weight = in_proj_weight.split(channels)
+    x = F.linear(hidden_states, x_weight)  # (batch, tokens, channels), the conv input of both directions
+    summed = torch.empty_like(x)  # scan + D u of the forward direction, then of both
+    output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
+
+    def gate_and_project(start: int, stop: int) -> None:
+        gate = F.silu(F.linear(hidden_states[:, start:stop], z_weight))
+        output[:, start:stop] = F.linear(summed[:, start:stop] * gate, out_proj_weight)
+
+    _scan_direction(x, forward_weights, False, summed, chunk)
+    _scan_direction(x, backward_weights, True, summed, chunk, on_chunk_done=gate_and_project)
+    return output

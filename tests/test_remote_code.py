@@ -80,9 +80,14 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path)
     assert preprocessor["auto_map"]["AutoImageProcessor"] == (
         "video_processing_stretchysnake.StretchySnakeVideoProcessor"
     )
-    assert {"modeling_stretchysnake.py", "configuration_stretchysnake.py", "resizing.py", "selective_scan.py"} <= {
-        path.name for path in folder.iterdir()
-    }
+    assert {
+        "modeling_stretchysnake.py",
+        "configuration_stretchysnake.py",
+        "resizing.py",
+        "selective_scan.py",
+        "mixer_inference_cpu.py",
+        "numba_math.py",
+    } <= {path.name for path in folder.iterdir()}
 
     video = np.random.default_rng(0).integers(0, 256, size=(12, 24, 20, 3), dtype=np.uint8)
     np.save(tmp_path / "video.npy", video)

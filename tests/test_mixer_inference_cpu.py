@@ -1,0 +1,151 @@
+"""The fused CPU inference path of the mixer against the autograd path and a float64 reference scan."""
+
+from __future__ import annotations
+
+import copy
+
+import numba
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from stretchysnake_hf import StretchySnakeForVideoClassification
+from stretchysnake_hf import mixer_inference_cpu as fused_ops
+from stretchysnake_hf import modeling_stretchysnake as modeling
+from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
+from stretchysnake_hf.numba_math import fast_exp
+
+
+@numba.njit
+def _fast_exp_all(values):
+    out = np.empty_like(values)
+    for i in range(values.size):
+        out[i] = fast_exp(values[i])
+    return out
+
+
+def test_fast_exp_is_float32_accurate_and_flushes_below_the_normal_range():
+    values = np.linspace(-87.0, 88.0, 1_000_001, dtype=np.float32)
+    exact = np.exp(values.astype(np.float64))
+    relative = np.abs(_fast_exp_all(values) - exact) / exact
+    assert relative.max() < 2.5e-7  # float32 rounding is 6e-8 relative: a few ulp
+    tiny = _fast_exp_all(np.array([-87.5, -100.0, -1e30], dtype=np.float32))
+    assert np.all((tiny >= 0) & (tiny < 2e-38))
+    assert _fast_exp_all(np.array([0.0], dtype=np.float32))[0] == 1.0
+
+
+def test_fast_exp_on_float64_is_the_library_exp():
+    values = np.linspace(-700.0, 700.0, 10_001)
+    np.testing.assert_allclose(_fast_exp_all(values), np.exp(values), rtol=1e-15, atol=0)
+
+
+def make_mixer(hidden_size: int = 36, seed: int = 0) -> StretchySnakeMixer:
+    """A mixer (intermediate size 72: not a multiple of the scan's 16-channel blocks) with weights scaled up from
+    the initialisation so that every stage (conv, gate, both directions) moves the output."""
+    torch.manual_seed(seed)
+    model = StretchySnakeForVideoClassification(tiny_config(hidden_size=hidden_size)).eval()
+    mixer = model.stretchysnake.layers[0].mixer
+    with torch.no_grad():
+        for name, parameter in mixer.named_parameters():
+            if name.endswith("weight") or "conv1d" in name:
+                parameter.mul_(3.0)
+    return mixer
+
+
+def float64_reference(mixer: StretchySnakeMixer, hidden_states: torch.Tensor) -> torch.Tensor:
+    reference = copy.deepcopy(mixer).double()
+    reference.scan_backend = "reference"
+    with torch.no_grad():
+        return reference.slow_forward(hidden_states.double())
+
+
+@pytest.mark.parametrize("batch_size, length", [(1, 150), (2, 64), (2, 129)])
+def test_fused_mixer_matches_a_float64_sequential_reference_across_chunks(monkeypatch, batch_size, length):
+    """Chunks of 64 tokens: partial last chunks, states carried across chunk boundaries in both directions."""
+    monkeypatch.setattr(fused_ops, "_CHUNK_ELEMENTS", 1)
+    mixer = make_mixer()
+    hidden_states = torch.randn(batch_size, length, mixer.hidden_size, generator=torch.Generator().manual_seed(1))
+    expected = float64_reference(mixer, hidden_states)
+    with torch.no_grad():
+        assert mixer._runs_fused_on_cpu(hidden_states)
+        out = mixer(hidden_states)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    scale = expected.abs().max().item()
+    assert scale > 1.0
+    assert (out.double() - expected).abs().max().item() <= 1e-5 * scale
+
+
+def test_fused_mixer_equals_the_autograd_path_and_does_not_depend_on_the_chunk_size(monkeypatch):
+    mixer = make_mixer(hidden_size=32, seed=2)
+    hidden_states = torch.randn(2, 300, 32, generator=torch.Generator().manual_seed(3))
+    autograd_out = mixer.slow_forward(hidden_states).detach()  # grad mode on: the numba autograd scan
+    outputs = []
+    for chunk_elements in (1, 2**18):  # 64-token chunks, one 300-token chunk
+        monkeypatch.setattr(fused_ops, "_CHUNK_ELEMENTS", chunk_elements)
+        with torch.no_grad():
+            outputs.append(mixer(hidden_states))
+    scale = autograd_out.abs().max().item()
+    for out in outputs:
+        assert (out - autograd_out).abs().max().item() <= 1e-5 * scale
+    assert (outputs[0] - outputs[1]).abs().max().item() <= 1e-6 * scale
+
+
+def _count_fused_calls(monkeypatch) -> list[int]:
+    calls = []
+    fused = modeling.bidirectional_mamba_inference_cpu
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(modeling, "bidirectional_mamba_inference_cpu", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "scan_backend, dtype, grad, autocast, fused",
+    [
+        ("auto", torch.float32, False, False, True),
+        ("numba", torch.float32, False, False, True),
+        ("auto", torch.float32, True, False, False),  # training: autograd path
+        ("auto", torch.float32, False, True, False),  # bf16 autocast
+        ("auto", torch.float64, False, False, False),
+        ("reference", torch.float32, False, False, False),
+        ("chunked", torch.float32, False, False, False),
+    ],
+)
+def test_fused_path_runs_only_for_float32_cpu_inference_with_the_numba_backend(
+    monkeypatch, scan_backend, dtype, grad, autocast, fused
+):
+    calls = _count_fused_calls(monkeypatch)
+    model = StretchySnakeForVideoClassification(tiny_config(scan_backend=scan_backend)).to(dtype).eval()
+    video = torch.randn(1, 4, 3, 16, 16, dtype=dtype)
+    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        model(video)
+    assert len(calls) == (model.config.num_hidden_layers if fused else 0)
+
+
+@pytest.mark.parametrize("num_frames, size, patch_size", [(4, 16, 8), (6, 32, 8), (2, 16, 4)])
+def test_model_logits_in_inference_mode_match_the_training_path(num_frames, size, patch_size):
+    torch.manual_seed(4)
+    model = StretchySnakeForVideoClassification(tiny_config()).eval()
+    video = torch.randn(2, num_frames, 3, size, size)
+    expected = model(video, patch_size=patch_size).logits.detach()  # grad mode on: slow path
+    with torch.inference_mode():
+        logits = model(video, patch_size=patch_size).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_mixer_holds_two_token_by_channel_tensors_and_chunk_sized_temporaries(monkeypatch):
+    """Besides its output, the only allocations of a (tokens, channels) size are the conv input and the sum of the
+    two directions; everything else is a chunk (64 tokens) at a time."""
+    monkeypatch.setattr(fused_ops, "_CHUNK_ELEMENTS", 1)
+    mixer = make_mixer(hidden_size=32)
+    length, channels, hidden = 4096, mixer.intermediate_size, mixer.hidden_size
+    hidden_states = torch.randn(1, length, hidden)
+    with torch.no_grad(), torch.profiler.profile(profile_memory=True) as profile:
+        mixer(hidden_states)
+    allocations = [event.self_cpu_memory_usage for event in profile.events() if event.self_cpu_memory_usage > 0]
+    large = sorted(size for size in allocations if size > 8 * 64 * channels * 4)
+    assert large == [length * hidden * 4, length * channels * 4, length * channels * 4]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .numba_math import fast_exp
+from .numba_math import FASTMATH, fast_exp
 from .selective_scan import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -34,10 +34,6 @@ _CHUNK_ELEMENTS = 2**18
 
 # Channels that one thread of the scan takes at a time, each with its (d_state,) state.
 _CHANNEL_BLOCK = 16
-
-# The kernels' float math may be reassociated (the scan's sum over the state) and contracted into FMAs; NaN and
-# infinity keep their IEEE meaning.
-_FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 
 
 class MambaDirectionWeights(NamedTuple):
@@ -54,7 +50,7 @@ class MambaDirectionWeights(NamedTuple):
     D: torch.Tensor
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
     """out[:, i] = silu(bias + sum_k weight[k] * x[:, t - (W - 1) + k]) for tokens t = start + i in [start, stop),
     zero outside the sequence; with `reverse`, the causal conv of the reversed sequence: x[:, t + (W - 1) - k].
@@ -78,7 +74,7 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
             acc[c] = acc[c] / (np.float32(1.0) + fast_exp(-acc[c]))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
     """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
 

@@ -20,6 +20,10 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+# What the kernels' float math may do: reassociate (the scan's sum over the state vectorizes) and contract into
+# FMAs. NaN and infinity keep their IEEE meaning.
+FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+
 _LOG2_E = np.float32(1.4426950408889634)
 _LN2_HIGH = np.float32(0.693145751953125)  # few mantissa bits: k * _LN2_HIGH is exact for |k| < 2^8
 _LN2_LOW = np.float32(1.428606765330187e-06)  # ln 2 - _LN2_HIGH

@@ -126,30 +126,33 @@ def _gated_scan(
 
 
 if numba is not None:
+    from .numba_math import FASTMATH, fast_exp
 
-    @numba.njit(parallel=True, cache=True)
-    def _scan_chunk_forward(u, dt, decay, B, C, start, state, y):
-        """Advances `state` (b d n) through steps [start, start + k) and writes y_t = <h_t, C_t> into y.
+    @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+    def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
+        """Advances `state` (b d n) through steps [start, stop) and writes y_t = <h_t, C_t> into y.
 
-        u, dt, y (b d l); decay (b d k n) = exp(dt A) of those steps; B, C (b l n). One thread per (batch, channel).
+        u, dt, y (b d l); A (d n); B, C (b l n). One thread per (batch, channel).
         """
-        batch, channels, steps, state_size = decay.shape
+        batch, channels, state_size = state.shape
         for index in numba.prange(batch * channels):
             b, d = index // channels, index % channels
-            for i in range(steps):
-                t = start + i
-                dt_u = dt[b, d, t] * u[b, d, t]
+            h, A_d = state[b, d], A[d]
+            for t in range(start, stop):
+                dt_t = dt[b, d, t]
+                dt_u = dt_t * u[b, d, t]
+                B_t, C_t = B[b, t], C[b, t]
                 y_t = 0.0
                 for n in range(state_size):
-                    state[b, d, n] = decay[b, d, i, n] * state[b, d, n] + dt_u * B[b, t, n]
-                    y_t += state[b, d, n] * C[b, t, n]
+                    h[n] = fast_exp(dt_t * A_d[n]) * h[n] + dt_u * B_t[n]
+                    y_t += h[n] * C_t[n]
                 y[b, d, t] = y_t
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
     def _scan_chunk_backward(
-        u, dt, A, decay, B, C, start, state, grad_y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
+        u, dt, A, B, C, start, stop, state, grad_y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
     ):
-        """Reverse-time scan through steps [start, start + k), whose states are recomputed from `state` (b d n), the
+        """Reverse-time scan through steps [start, stop), whose states are recomputed from `state` (b d n), the
         state before the chunk. Arguments as in `_scan_chunk_forward`, and:
 
         grad_state (b d n): exp(dt_{t+1} A) g_h_{t+1} after the chunk on entry, at its first step on return, where
@@ -157,18 +160,23 @@ if numba is not None:
         grad_A (b d n, float64): accumulated per batch element. grad_B, grad_C (b groups l n): accumulated per
         channel group; one thread per (batch, group) walks its channels, so no two threads write the same element.
         """
-        batch, channels, steps, state_size = decay.shape
+        batch, channels, state_size = state.shape
+        steps = stop - start
         groups = grad_B.shape[1]
         for index in numba.prange(batch * groups):
             b, group = index // groups, index % groups
-            states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{start+steps-1}
+            states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{stop-1}
+            decays = np.empty((steps, state_size), dtype=u.dtype)  # exp(dt_t A) of the chunk's steps
             for d in range(group, channels, groups):
+                A_d = A[d]
                 states[0, :] = state[b, d, :]
                 for i in range(steps):
                     t = start + i
-                    dt_u = dt[b, d, t] * u[b, d, t]
+                    dt_t = dt[b, d, t]
+                    dt_u = dt_t * u[b, d, t]
                     for n in range(state_size):
-                        states[i + 1, n] = decay[b, d, i, n] * states[i, n] + dt_u * B[b, t, n]
+                        decays[i, n] = fast_exp(dt_t * A_d[n])
+                        states[i + 1, n] = decays[i, n] * states[i, n] + dt_u * B[b, t, n]
                 for i in range(steps - 1, -1, -1):
                     t = start + i
                     grad_y_t, dt_t, u_t = grad_y[b, d, t], dt[b, d, t], u[b, d, t]
@@ -179,10 +187,10 @@ if numba is not None:
                         grad_C[b, group, t, n] += grad_y_t * states[i + 1, n]
                         grad_B[b, group, t, n] += grad_h * dt_t * u_t
                         grad_dt_u += grad_h * B[b, t, n]
-                        grad_decay = grad_h * states[i, n] * decay[b, d, i, n]  # d/d(dt A) of exp(dt A) h_{t-1}
-                        grad_dt_t += grad_decay * A[d, n]
+                        grad_decay = grad_h * states[i, n] * decays[i, n]  # d/d(dt A) of exp(dt A) h_{t-1}
+                        grad_dt_t += grad_decay * A_d[n]
                         grad_A[b, d, n] += grad_decay * dt_t
-                        grad_state[b, d, n] = grad_h * decay[b, d, i, n]
+                        grad_state[b, d, n] = grad_h * decays[i, n]
                     grad_u[b, d, t] = grad_dt_u * dt_t
                     grad_dt[b, d, t] = grad_dt_t + grad_dt_u * u_t
 
@@ -200,9 +208,8 @@ def numba_threads_per_process() -> int:
 class SelectiveScanNumbaFn(torch.autograd.Function):
     """y_t = <h_t, C_t> of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t on CPU: u, dt, y (B D L); A (D N); B, C (B N L).
 
-    The recurrence runs in fused numba kernels, one chunk of steps per call, with the decays of the chunk computed by
-    numpy's vectorized exp (single-threaded: it does not contend with numba's threads the way torch's pool does). The
-    backward is a hand-written reverse-time scan. Saved for it: the inputs and the state before every chunk
+    The recurrence runs in fused numba kernels, one chunk of steps per call, with the decays exp(dt A) computed in
+    the kernels by `fast_exp`. The backward is a hand-written reverse-time scan. Saved for it: the inputs and the state before every chunk
     (B D L/chunk N); a chunk's states are recomputed when the backward reaches it. Takes contiguous float32 or float64
     tensors of one dtype (see `_gated_scan`).
     """
@@ -213,11 +220,6 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         batch, channels, length = shape
         steps = _chunk_length(batch, channels, state_size, longest=1024)
         return [(start, min(start + steps, length)) for start in range(0, length, steps)]
-
-    @staticmethod
-    def _decays(dt: np.ndarray, A: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """exp(dt_t A) for t in [start, stop): dt (b d l), A (d n) -> (b d stop-start n)."""
-        return np.exp(dt[:, :, start:stop, None] * A[:, None, :])
 
     @staticmethod
     def forward(
@@ -238,8 +240,7 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         u_np, dt_np, A_np, B_np, C_np = (t.detach().numpy() for t in (u, dt, A, B_t, C_t))
         for chunk, (start, stop) in enumerate(chunks):
             checkpoints[chunk] = state
-            decay = SelectiveScanNumbaFn._decays(dt_np, A_np, start, stop)
-            _scan_chunk_forward(u_np, dt_np, decay, B_np, C_np, start, state.numpy(), y.numpy())
+            _scan_chunk_forward(u_np, dt_np, A_np, B_np, C_np, start, stop, state.numpy(), y.numpy())
         ctx.save_for_backward(u, dt, A, B_t, C_t, checkpoints)
         return y
 
@@ -257,9 +258,8 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         grad_y = grad_y.to(u.dtype).contiguous().numpy()
         outputs = [t.numpy() for t in (grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C)]
         for chunk, (start, stop) in reversed(list(enumerate(SelectiveScanNumbaFn._chunks(u.shape, A.shape[1])))):
-            decay = SelectiveScanNumbaFn._decays(dt_np, A_np, start, stop)
             _scan_chunk_backward(
-                u_np, dt_np, A_np, decay, B_np, C_np, start, checkpoints[chunk].numpy(), grad_y, *outputs
+                u_np, dt_np, A_np, B_np, C_np, start, stop, checkpoints[chunk].numpy(), grad_y, *outputs
             )
         return (
             grad_u,

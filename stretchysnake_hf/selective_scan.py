@@ -249,7 +249,8 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         u, dt, A, B_t, C_t, checkpoints = ctx.saved_tensors
         numba.set_num_threads(numba_threads_per_process())
         batch, channels, length = u.shape
-        groups = min(channels, numba.get_num_threads())
+        # one (B L N) accumulator per thread for grad_B and grad_C, but never more than a quarter of the channels'
+        groups = max(1, min(channels // 4, numba.get_num_threads()))
         grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
         grad_state = u.new_zeros(batch, channels, A.shape[1])
         grad_A = torch.zeros(batch, channels, A.shape[1], dtype=torch.float64)

@@ -20,28 +20,13 @@ achieved FLOP/s as a fraction of dense float32 matmul throughput measured in the
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import subprocess
 import sys
 import time
 
 import torch
-
-
-def _status_bytes(field: str) -> int:
-    """A memory field of /proc/self/status ("VmRSS": resident now, "VmHWM": peak resident) in bytes."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(f"{field}:"))
-    return int(line.split()[1]) * 1024
-
-
-def _reset_peak_rss() -> None:
-    """Returns the memory that glibc keeps after frees to the system, then sets the peak resident size (VmHWM) to the
-    current one (Linux >= 4.0)."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
+from process_memory import reset_peak_resident, resident_bytes
 
 
 def _build(model_name: str, preset: str, frames: int, size: int, scan_backend: str = "auto"):
@@ -110,15 +95,13 @@ def worker(spec: dict) -> dict:
     step()  # warm-up: JIT compilation, caches, allocator
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    else:
-        _reset_peak_rss()
-    baseline = torch.cuda.memory_allocated() if cuda else _status_bytes("VmRSS")
+    baseline = torch.cuda.memory_allocated() if cuda else reset_peak_resident()
     times = []
     for _ in range(spec["repeats"]):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else _status_bytes("VmHWM")
+    peak = torch.cuda.max_memory_allocated() if cuda else resident_bytes("VmHWM")
     return {"seconds": sorted(times)[len(times) // 2], "peak_bytes": max(peak - baseline, 0), "flops": flops}
 
 

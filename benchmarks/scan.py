@@ -23,9 +23,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from process_memory import reset_peak_resident, resident_bytes
 
 BATCH, HIDDEN, STATE = 2, 192, 16
 CHANNELS = 2 * HIDDEN
@@ -35,13 +35,6 @@ MODES = ("forward", "forward+backward")
 # Autograd through a per-step loop costs time quadratic in the length (each step's slice of a whole-sequence tensor
 # gets a whole-sequence gradient): ~64x the 1,569-token time at 12,545 tokens, i.e. minutes to hours.
 SKIPPED = {("MambaMixer fallback", "forward+backward", 12545), ("reference", "forward+backward", 12545)}
-
-
-def _memory_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _workload(case: str, mode: str, length: int, device: str, batch: int = BATCH) -> Callable[[], None]:
@@ -110,10 +103,9 @@ def worker(case: str, mode: str, length: int, repeats: int, device: str) -> dict
         baseline = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-        baseline = _memory_kib("VmRSS") * 1024
+        baseline = reset_peak_resident()
     times = [timed()]
-    peak = torch.cuda.max_memory_allocated() if cuda else _memory_kib("VmHWM") * 1024
+    peak = torch.cuda.max_memory_allocated() if cuda else resident_bytes("VmHWM")
     times += [timed() for _ in range(repeats if times[0] < 60 else 0)]
     return {"seconds": min(times[1:] or times), "peak_mib": (peak - baseline) / 2**20}
 

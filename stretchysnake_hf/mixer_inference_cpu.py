@@ -19,6 +19,7 @@ tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numba
@@ -117,7 +118,12 @@ def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
 
 
 def _scan_direction(
-    x: torch.Tensor, weights: MambaDirectionWeights, reverse: bool, out: torch.Tensor, chunk: int, on_chunk_done=None
+    x: torch.Tensor,
+    weights: MambaDirectionWeights,
+    reverse: bool,
+    out: torch.Tensor,
+    chunk: int,
+    on_chunk_done: Callable[[int, int], None] | None = None,
 ) -> None:
     """One direction over the token-major conv input x (b, length, channels): writes (forward) or adds (`reverse`)
     its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each."""

@@ -4,7 +4,7 @@ evaluate it at several scales (some never seen in training) and print the accura
 
     python examples/demo.py [--output-dir demo_output] [--videos-per-class 100] [--max-steps 1500] [--seed 0]
 
-Takes about 6 minutes on 2 CPU cores. Chance level is 10% (10 classes).
+Takes about 5 minutes on 2 CPU cores. Chance level is 10% (10 classes).
 """
 
 from __future__ import annotations

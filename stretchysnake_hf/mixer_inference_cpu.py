@@ -19,6 +19,7 @@ tensors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .numba_math import FASTMATH, fast_exp
+from .numba_math import FASTMATH, fast_exp, with_compile_lock
 from .selective_scan import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -112,6 +113,23 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
         state[b, first:last] = h
 
 
+def _compile_kernels() -> None:
+    """Calls the conv and scan kernels on tiny float32 inputs of the layouts `_scan_direction` uses."""
+    batch, length, channels, state_size, width = 1, 3, 4, 2, 2
+    x, out = (np.zeros((batch, length, channels), np.float32) for _ in range(2))
+    vector = np.zeros(channels, np.float32)
+    _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out)
+    B = np.zeros((batch, length, state_size), np.float32)
+    state = np.zeros((batch, channels, state_size), np.float32)
+    _scan_chunk(x, x, np.zeros((channels, state_size), np.float32), B, B, vector, 0, False, False, state, out)
+
+
+@functools.cache
+def _kernels_ready() -> None:
+    """Compiles the kernels (or loads them from numba's cache) once per process, under the compile lock."""
+    with_compile_lock(_compile_kernels)
+
+
 def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
     starts = list(range(0, length, chunk))
     return starts[::-1] if reverse else starts
@@ -160,6 +178,7 @@ def bidirectional_mamba_inference_cpu(
     hidden_states (batch, tokens, hidden); in_proj_weight (2 channels, hidden); out_proj_weight (hidden, channels);
     returns (batch, tokens, hidden).
     """
+    _kernels_ready()
     numba.set_num_threads(numba_threads_per_process())
     hidden_states = hidden_states.contiguous()
     batch, length, _ = hidden_states.shape

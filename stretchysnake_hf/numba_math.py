@@ -14,11 +14,19 @@ normal float32: exp(-87) = 1.6e-38 stands for 0 and exp(88) = 1.7e38 for overflo
 from __future__ import annotations
 
 import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None
 
 # What the kernels' float math may do: reassociate (the scan's sum over the state vectorizes) and contract into
 # FMAs. NaN and infinity keep their IEEE meaning.
@@ -61,3 +69,23 @@ def _fast_exp_numba(x):
         return p * _float32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
 
     return exp_float32
+
+
+def with_compile_lock(warm_up: Callable[[], None]) -> None:
+    """Runs `warm_up`, which compiles numba kernels or loads them from numba's on-disk cache, while holding a lock
+    that every process on this machine shares.
+
+    numba's cache is not safe for processes that compile the same parallel kernel at the same time (numba issues
+    #4807 and #10128): two `accelerate launch` processes compiling on a fresh install crashed with "terminate called
+    without an active exception" about once in eight runs. Under the lock the first process compiles and writes the
+    cache, and the others load it.
+    """
+    if fcntl is None:
+        warm_up()
+        return
+    with open(Path(tempfile.gettempdir()) / "stretchysnake_hf_numba.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            warm_up()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .numba_math import ParallelKernel, fast_exp, with_compile_lock
+from .numba_math import FASTMATH, fast_exp, with_compile_lock
 from .selective_scan import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -52,7 +52,7 @@ class MambaDirectionWeights(NamedTuple):
     D: torch.Tensor
 
 
-@ParallelKernel
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
     """out[:, i] = silu(bias + sum_k weight[k] * x[:, t - (W - 1) + k]) for tokens t = start + i in [start, stop),
     zero outside the sequence; with `reverse`, the causal conv of the reversed sequence: x[:, t + (W - 1) - k].
@@ -76,7 +76,7 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
             out[b, i, c] = out[b, i, c] / (np.float32(1.0) + fast_exp(-out[b, i, c]))
 
 
-@ParallelKernel
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
     """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
 
@@ -114,12 +114,10 @@ def _compile_kernels() -> None:
     batch, length, channels, state_size, width = 1, 3, 4, 2, 2
     x, out = (np.zeros((batch, length, channels), np.float32) for _ in range(2))
     vector = np.zeros(channels, np.float32)
-    threads = numba_threads_per_process()
-    _causal_conv_silu.run(threads, x, np.zeros((width, channels), np.float32), vector, 0, length, False, out)
+    _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out)
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
-    A = np.zeros((channels, state_size), np.float32)
-    _scan_chunk.run(threads, x, x, A, B, B, vector, 0, False, False, state, out)
+    _scan_chunk(x, x, np.zeros((channels, state_size), np.float32), B, B, vector, 0, False, False, state, out)
 
 
 @functools.cache
@@ -147,17 +145,16 @@ def _scan_direction(
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
     state = x.new_zeros(batch, channels, state_size)
-    threads = numba_threads_per_process()
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     x_np = x.numpy()
     for start in _chunk_starts(length, chunk, reverse):
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
-        _causal_conv_silu.run(threads, x_np, conv_weight, weights.conv_bias.numpy(), start, stop, reverse, u.numpy())
+        _causal_conv_silu(x_np, conv_weight, weights.conv_bias.numpy(), start, stop, reverse, u.numpy())
         time_step, B, C = F.linear(u, weights.x_proj_weight).split([time_step_rank, state_size, state_size], dim=-1)
         dt = F.softplus(F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias))
-        _scan_chunk.run(
-            threads, u.numpy(), dt.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
+        _scan_chunk(
+            u.numpy(), dt.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
             weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(),
         )  # fmt: skip
         if on_chunk_done is not None:
@@ -178,6 +175,7 @@ def bidirectional_mamba_inference_cpu(
     returns (batch, tokens, hidden).
     """
     _kernels_ready()
+    numba.set_num_threads(numba_threads_per_process())
     hidden_states = hidden_states.contiguous()
     batch, length, _ = hidden_states.shape
     channels = out_proj_weight.shape[1]

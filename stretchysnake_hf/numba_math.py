@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import math
 import tempfile
-import types as python_types
 from collections.abc import Callable
 from pathlib import Path
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -78,9 +76,9 @@ def with_compile_lock(warm_up: Callable[[], None]) -> None:
     that every process on this machine shares.
 
     numba's cache is not safe for processes that compile the same parallel kernel at the same time (numba issues
-    #4807 and #10128: crashes when loading what another process is writing), as `accelerate launch` processes and
-    pytest-xdist workers on a fresh install do. Under the lock the first process compiles and writes the cache, and
-    the others load it.
+    #4807 and #10128): two `accelerate launch` processes compiling on a fresh install crashed with "terminate called
+    without an active exception" about once in eight runs. Under the lock the first process compiles and writes the
+    cache, and the others load it.
     """
     if fcntl is None:
         warm_up()
@@ -91,28 +89,3 @@ def with_compile_lock(warm_up: Callable[[], None]) -> None:
             warm_up()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-class ParallelKernel:
-    """A numba kernel compiled twice: parallel (its `prange` split over numba's threads) and serial (`prange` runs as
-    `range`). `run(threads, ...)` runs the serial one when the process gives numba one thread, as launched ranks on a
-    small machine do, so that such a process never starts numba's threading layer: with the default OpenMP layer, one
-    of two `accelerate launch` processes on 2 cores aborted now and then ("terminate called without an active
-    exception", 3 of about 30 runs of the DDP test; 0 of 17 with numba's workqueue layer)."""
-
-    def __init__(self, function: Callable) -> None:
-        self.parallel = numba.njit(parallel=True, cache=True, fastmath=FASTMATH)(function)
-        serial = python_types.FunctionType(
-            function.__code__, function.__globals__, function.__name__, function.__defaults__, function.__closure__
-        )
-        serial.__qualname__ = f"{function.__qualname__}_serial"  # its own file in numba's cache
-        serial.__doc__ = function.__doc__
-        self.serial = numba.njit(cache=True, fastmath=FASTMATH)(serial)
-        self.__doc__ = function.__doc__
-
-    def run(self, threads: int, *args) -> None:
-        if threads == 1:
-            self.serial(*args)
-            return
-        numba.set_num_threads(threads)  # per calling thread
-        self.parallel(*args)

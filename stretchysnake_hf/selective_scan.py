@@ -126,9 +126,9 @@ def _gated_scan(
 
 
 if numba is not None:
-    from .numba_math import ParallelKernel, fast_exp, with_compile_lock
+    from .numba_math import FASTMATH, fast_exp, with_compile_lock
 
-    @ParallelKernel
+    @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
     def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
         """Advances `state` (b d n) through steps [start, stop) and writes y_t = <h_t, C_t> into y.
 
@@ -146,7 +146,7 @@ if numba is not None:
                     y_t += state[b, d, n] * C[b, t, n]
                 y[b, d, t] = y_t
 
-    @ParallelKernel
+    @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
     def _scan_chunk_backward(
         u, dt, A, B, C, start, stop, state, grad_y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
     ):
@@ -205,11 +205,8 @@ def _compile_scan_kernels() -> None:
         B, C = (np.zeros((batch, length, state_size), dtype) for _ in range(2))
         grad_A = np.zeros((batch, channels, state_size), np.float64)
         grad_B, grad_C = (np.zeros((batch, 1, length, state_size), dtype) for _ in range(2))
-        threads = numba_threads_per_process()
-        _scan_chunk_forward.run(threads, u, dt, A, B, C, 0, length, state, y)
-        _scan_chunk_backward.run(
-            threads, u, dt, A, B, C, 0, length, state, y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
-        )
+        _scan_chunk_forward(u, dt, A, B, C, 0, length, state, y)
+        _scan_chunk_backward(u, dt, A, B, C, 0, length, state, y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C)
 
 
 @functools.cache
@@ -254,7 +251,7 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         C: torch.Tensor,
     ) -> torch.Tensor:
         _numba_scan_kernels_ready()
-        threads = numba_threads_per_process()
+        numba.set_num_threads(numba_threads_per_process())  # per calling thread, so in forward and backward
         batch, channels, length = u.shape
         B_t, C_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B L N): B_t read at each step
         y = torch.empty_like(u)
@@ -264,17 +261,17 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         u_np, dt_np, A_np, B_np, C_np = (t.detach().numpy() for t in (u, dt, A, B_t, C_t))
         for chunk, (start, stop) in enumerate(chunks):
             checkpoints[chunk] = state
-            _scan_chunk_forward.run(threads, u_np, dt_np, A_np, B_np, C_np, start, stop, state.numpy(), y.numpy())
+            _scan_chunk_forward(u_np, dt_np, A_np, B_np, C_np, start, stop, state.numpy(), y.numpy())
         ctx.save_for_backward(u, dt, A, B_t, C_t, checkpoints)
         return y
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         u, dt, A, B_t, C_t, checkpoints = ctx.saved_tensors
-        threads = numba_threads_per_process()
+        numba.set_num_threads(numba_threads_per_process())
         batch, channels, length = u.shape
         # one (B L N) accumulator per thread for grad_B and grad_C, but never more than a quarter of the channels'
-        groups = max(1, min(channels // 4, threads))
+        groups = max(1, min(channels // 4, numba.get_num_threads()))
         grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
         grad_state = u.new_zeros(batch, channels, A.shape[1])
         grad_A = torch.zeros(batch, channels, A.shape[1], dtype=torch.float64)
@@ -283,8 +280,8 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         grad_y = grad_y.to(u.dtype).contiguous().numpy()
         outputs = [t.numpy() for t in (grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C)]
         for chunk, (start, stop) in reversed(list(enumerate(SelectiveScanNumbaFn._chunks(u.shape, A.shape[1])))):
-            _scan_chunk_backward.run(
-                threads, u_np, dt_np, A_np, B_np, C_np, start, stop, checkpoints[chunk].numpy(), grad_y, *outputs
+            _scan_chunk_backward(
+                u_np, dt_np, A_np, B_np, C_np, start, stop, checkpoints[chunk].numpy(), grad_y, *outputs
             )
         return (
             grad_u,

@@ -30,6 +30,7 @@ from typing import Any
 import datasets
 import numpy as np
 import transformers
+from accelerate import PartialState
 from transformers import AutoModelForVideoClassification, EvalPrediction, HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -353,6 +354,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="StretchySnake flexible training")
+    # Ranks leave together and take their process group down themselves: a gloo group left to the interpreter's
+    # exit aborted a rank now and then ("terminate called without an active exception").
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
     return metrics
 
 

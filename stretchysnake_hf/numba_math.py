@@ -7,8 +7,8 @@ is a polynomial with an exponent-bit scaling that LLVM turns into SIMD code; on 
 
 float32 formula (Cody-Waite): k = round(x / ln 2), r = x - k ln 2 (ln 2 split in a high and a low part, so r is
 exact), exp(x) = 2^k * P(r) with P the degree-7 Taylor polynomial of exp, whose error on |r| <= ln(2)/2 is below
-float32 rounding (the tests bound the relative error from the float64 exp by 2.5e-7; measured: 6e-8). x is clamped to [-87, 88], where 2^k stays a
-normal float32: exp(-87) = 1.6e-38 stands for 0 and exp(88) = 1.7e38 for overflow.
+float32 rounding (the tests bound the relative error from the float64 exp by 2.5e-7; measured: 6e-8). x is clamped
+to [-87, 88], where 2^k stays a normal float32: exp(-87) = 1.6e-38 stands for 0 and exp(88) = 1.7e38 for overflow.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ def with_compile_lock(warm_up: Callable[[], None]) -> None:
     that every process on this machine shares.
 
     numba's cache is not safe for processes that compile the same parallel kernel at the same time (numba issues
-    #4807 and #10128): two `accelerate launch` processes compiling on a fresh install crashed with "terminate called
-    without an active exception" about once in eight runs. Under the lock the first process compiles and writes the
-    cache, and the others load it.
+    #4807 and #10128: crashes when loading what another process is writing), as `accelerate launch` processes and
+    pytest-xdist workers on a fresh install do. Under the lock the first process compiles and writes the cache, and
+    the others load it.
     """
     if fcntl is None:
         warm_up()

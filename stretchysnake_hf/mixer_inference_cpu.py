@@ -34,7 +34,7 @@ from .selective_scan import numba_threads_per_process
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
 _CHUNK_ELEMENTS = 2**18
 
-# Channels that one thread of the scan takes through a chunk at a time, each with its (d_state,) state.
+# Channels that one thread of the scan takes at a time, each with its (d_state,) state.
 _CHANNEL_BLOCK = 16
 
 
@@ -65,15 +65,15 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
     for index in numba.prange(batch * steps):
         b, i = index // steps, index % steps
         t = start + i
-        for c in range(channels):
-            out[b, i, c] = bias[c]
+        acc = out[b, i]
+        acc[:] = bias
         for k in range(width):
             source = t + (width - 1) - k if reverse else t - (width - 1) + k
             if 0 <= source < length:
                 for c in range(channels):
-                    out[b, i, c] += weight[k, c] * x[b, source, c]
+                    acc[c] += weight[k, c] * x[b, source, c]
         for c in range(channels):
-            out[b, i, c] = out[b, i, c] / (np.float32(1.0) + fast_exp(-out[b, i, c]))
+            acc[c] = acc[c] / (np.float32(1.0) + fast_exp(-acc[c]))
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -93,20 +93,24 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
         b = index // blocks
         first = (index % blocks) * _CHANNEL_BLOCK
         last = min(first + _CHANNEL_BLOCK, channels)
+        h = state[b, first:last].copy()  # the block's states stay in one small array (cache) through the chunk
         for step in range(steps):
             i = steps - 1 - step if reverse else step
+            B_i, C_i = B[b, i], C[b, i]
             for c in range(first, last):
                 dt_c, u_c = dt[b, i, c], u[b, i, c]
                 dt_u = dt_c * u_c
+                A_c, h_c = A[c], h[c - first]
                 y = D[c] * u_c
                 for n in range(state_size):
-                    h_n = fast_exp(dt_c * A[c, n]) * state[b, c, n] + dt_u * B[b, i, n]
-                    state[b, c, n] = h_n
-                    y += h_n * C[b, i, n]
+                    h_n = fast_exp(dt_c * A_c[n]) * h_c[n] + dt_u * B_i[n]
+                    h_c[n] = h_n
+                    y += h_n * C_i[n]
                 if accumulate:
                     out[b, start + i, c] += y
                 else:
                     out[b, start + i, c] = y
+        state[b, first:last] = h
 
 
 def _compile_kernels() -> None:

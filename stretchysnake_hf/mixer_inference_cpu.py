@@ -19,7 +19,6 @@ tensors.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .numba_math import FASTMATH, fast_exp, with_compile_lock
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
 from .selective_scan import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -113,6 +112,7 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
         state[b, first:last] = h
 
 
+@compiled_once_under_lock
 def _compile_kernels() -> None:
     """Calls the conv and scan kernels on tiny float32 inputs of the layouts `_scan_direction` uses."""
     batch, length, channels, state_size, width = 1, 3, 4, 2, 2
@@ -122,12 +122,6 @@ def _compile_kernels() -> None:
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
     _scan_chunk(x, x, np.zeros((channels, state_size), np.float32), B, B, vector, 0, False, False, state, out)
-
-
-@functools.cache
-def _kernels_ready() -> None:
-    """Compiles the kernels (or loads them from numba's cache) once per process, under the compile lock."""
-    with_compile_lock(_compile_kernels)
 
 
 def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
@@ -178,7 +172,7 @@ def bidirectional_mamba_inference_cpu(
     hidden_states (batch, tokens, hidden); in_proj_weight (2 channels, hidden); out_proj_weight (hidden, channels);
     returns (batch, tokens, hidden).
     """
-    _kernels_ready()
+    _compile_kernels()
     numba.set_num_threads(numba_threads_per_process())
     hidden_states = hidden_states.contiguous()
     batch, length, _ = hidden_states.shape

@@ -13,6 +13,7 @@ to [-87, 88], where 2^k stays a normal float32: exp(-87) = 1.6e-38 stands for 0 
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from collections.abc import Callable
@@ -71,21 +72,26 @@ def _fast_exp_numba(x):
     return exp_float32
 
 
-def with_compile_lock(warm_up: Callable[[], None]) -> None:
-    """Runs `warm_up`, which compiles numba kernels or loads them from numba's on-disk cache, while holding a lock
-    that every process on this machine shares.
+def compiled_once_under_lock(warm_up: Callable[[], None]) -> Callable[[], None]:
+    """Decorator: the first call of `warm_up` in a process, which compiles numba kernels or loads them from numba's
+    on-disk cache, runs while holding a lock that every process on this machine shares; later calls do nothing.
 
     numba's cache is not safe for processes that compile the same parallel kernel at the same time (numba issues
     #4807 and #10128: crashes when loading what another process is writing), as `accelerate launch` processes and
     pytest-xdist workers on a fresh install do. Under the lock the first process compiles and writes the cache, and
     the others load it.
     """
-    if fcntl is None:
-        warm_up()
-        return
-    with open(Path(tempfile.gettempdir()) / "stretchysnake_hf_numba.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
+
+    @functools.cache
+    def once() -> None:
+        if fcntl is None:
             warm_up()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+        with open(Path(tempfile.gettempdir()) / "stretchysnake_hf_numba.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                warm_up()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return functools.wraps(warm_up)(once)

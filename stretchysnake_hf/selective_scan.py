@@ -126,7 +126,7 @@ def _gated_scan(
 
 
 if numba is not None:
-    from .numba_math import FASTMATH, fast_exp, with_compile_lock
+    from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
 
     @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
     def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
@@ -194,27 +194,24 @@ if numba is not None:
                     grad_u[b, d, t] = grad_dt_u * dt_t
                     grad_dt[b, d, t] = grad_dt_t + grad_dt_u * u_t
 
-
-def _compile_scan_kernels() -> None:
-    """Calls both numba scan kernels on tiny float32 and float64 inputs of the layouts `SelectiveScanNumbaFn` uses."""
-    batch, channels, length, state_size = 1, 4, 3, 2
-    for dtype in (np.float32, np.float64):
-        u, dt, y, grad_u, grad_dt = (np.zeros((batch, channels, length), dtype) for _ in range(5))
-        A, state, grad_state = (
-            np.zeros((channels, state_size), dtype),
-            *(np.zeros((batch, channels, state_size), dtype) for _ in range(2)),
-        )
-        B, C = (np.zeros((batch, length, state_size), dtype) for _ in range(2))
-        grad_A = np.zeros((batch, channels, state_size), np.float64)
-        grad_B, grad_C = (np.zeros((batch, 1, length, state_size), dtype) for _ in range(2))
-        _scan_chunk_forward(u, dt, A, B, C, 0, length, state, y)
-        _scan_chunk_backward(u, dt, A, B, C, 0, length, state, y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C)
-
-
-@functools.cache
-def _numba_scan_kernels_ready() -> None:
-    """Compiles the numba scan kernels (or loads them from numba's cache) once per process, under the compile lock."""
-    with_compile_lock(_compile_scan_kernels)
+    @compiled_once_under_lock
+    def _compile_scan_kernels() -> None:
+        """Calls both numba scan kernels on tiny float32 and float64 inputs of the layouts that
+        `SelectiveScanNumbaFn` uses."""
+        batch, channels, length, state_size = 1, 4, 3, 2
+        for dtype in (np.float32, np.float64):
+            u, dt, y, grad_u, grad_dt = (np.zeros((batch, channels, length), dtype) for _ in range(5))
+            A, state, grad_state = (
+                np.zeros((channels, state_size), dtype),
+                *(np.zeros((batch, channels, state_size), dtype) for _ in range(2)),
+            )
+            B, C = (np.zeros((batch, length, state_size), dtype) for _ in range(2))
+            grad_A = np.zeros((batch, channels, state_size), np.float64)
+            grad_B, grad_C = (np.zeros((batch, 1, length, state_size), dtype) for _ in range(2))
+            _scan_chunk_forward(u, dt, A, B, C, 0, length, state, y)
+            _scan_chunk_backward(
+                u, dt, A, B, C, 0, length, state, y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
+            )
 
 
 @functools.cache
@@ -252,7 +249,7 @@ class SelectiveScanNumbaFn(torch.autograd.Function):
         B: torch.Tensor,
         C: torch.Tensor,
     ) -> torch.Tensor:
-        _numba_scan_kernels_ready()
+        _compile_scan_kernels()
         numba.set_num_threads(numba_threads_per_process())  # per calling thread, so in forward and backward
         batch, channels, length = u.shape
         B_t, C_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B L N): B_t read at each step

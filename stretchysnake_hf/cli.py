@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
 from .inference import predict
-from .video_io import VideoDecodeError
+from .video_processing_stretchysnake import StretchySnakeVideoProcessor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`stretchysnake predict VIDEO [VIDEO ...] --model DIR [--num-frames N] [--image-size S] [--top-k K] [--json]`."""
+    """`stretchysnake predict VIDEO [VIDEO ...] --model DIR [--num-frames N] [--image-size S] [--top-k K] [--json]`.
+
+    Prints the predictions of every video that could be decoded (`--json`: one object per video, in input order:
+    `{"video": path, "predictions": [...]}`, or `{"video": path, "error": message}` for a video that failed; text
+    mode prints a failure to stderr). Returns the exit status: 0, or 1 if any video failed.
+    """
     parser = argparse.ArgumentParser(prog="stretchysnake", description="StretchySnake video classification.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("predict", help="print the top-k labels of video files")
@@ -29,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--json", action="store_true", help="print one JSON object per video")
     args = parser.parse_args(argv)
 
+    # The processor's "Skipping video" warning would repeat the error line printed below.
+    processor_logger = logging.getLogger(StretchySnakeVideoProcessor.__module__)
+    level = processor_logger.level
+    processor_logger.setLevel(logging.ERROR)
     try:
         results = predict(
             list(args.videos),
@@ -40,18 +50,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_clips=args.num_clips,
             num_crops=args.num_crops,
             device=args.device,
+            on_error="skip",
         )
-    except (OSError, VideoDecodeError) as err:
+    except OSError as err:
         print(f"stretchysnake: error: {err}", file=sys.stderr)
         return 1
-    for video, predictions in zip(args.videos, results, strict=True):
-        if args.json:
-            print(json.dumps({"video": video, "predictions": predictions}))
+    finally:
+        processor_logger.setLevel(level)
+    failed = False
+    for video, result in zip(args.videos, results, strict=True):
+        if isinstance(result, dict):  # {"error": message}: the video could not be decoded
+            failed = True
+            if args.json:
+                print(json.dumps({"video": video, "error": result["error"]}))
+            else:
+                sys.stdout.flush()  # keep the error after the predictions printed before it
+                print(f"stretchysnake: error: {result['error']}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps({"video": video, "predictions": result}))
         else:
             print(video)
-            for prediction in predictions:
+            for prediction in result:
                 print(f"  {prediction['score']:.4f}  {prediction['label']}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -9,8 +9,23 @@ from typing import Any
 
 import torch
 
+from .configuration_stretchysnake import StretchySnakeConfig
 from .modeling_stretchysnake import StretchySnakeForVideoClassification
 from .video_processing_stretchysnake import StretchySnakeVideoProcessor, is_single_video
+
+Predictions = list[dict[str, Any]]
+"""The top-k labels of one video, best first: `[{"label": str, "score": float}, ...]`."""
+
+Failure = dict[str, str]
+"""A video that could not be decoded, in place of its predictions: `{"error": message}` (the message names it)."""
+
+
+def load_processor(model: str | os.PathLike | None, config: StretchySnakeConfig) -> StretchySnakeVideoProcessor:
+    """The processor saved in the model folder `model`; without one (or without a folder), a default one at the
+    model's `num_frames` and `image_size`."""
+    if model is not None and (Path(model) / "preprocessor_config.json").is_file():
+        return StretchySnakeVideoProcessor.from_pretrained(model)
+    return StretchySnakeVideoProcessor(num_frames=config.num_frames, size=config.image_size)
 
 
 def predict(
@@ -24,7 +39,8 @@ def predict(
     num_crops: int = 1,
     processor: StretchySnakeVideoProcessor | None = None,
     device: str | torch.device | None = None,
-) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    on_error: str | None = None,
+) -> Predictions | Failure | list[Predictions | Failure]:
     """Classify a video (or a list of videos) and return the `top_k` labels with their softmax scores.
 
     Args:
@@ -37,9 +53,14 @@ def predict(
         num_clips, num_crops: views per video; their softmax scores are averaged.
         processor: the processor to use; defaults to the one saved in the model folder, else a default one.
         device: where to run the model; defaults to where it is.
+        on_error: what a video that cannot be decoded does: "raise" its error, or "skip" it, which puts a
+            `{"error": message}` (the message names the file and the problem) in its place; `None` uses the
+            processor's `on_error` setting.
 
     Returns:
-        For one video, a list of `{"label": str, "score": float}`, best first; for a list, one such list per video.
+        For one video, a list of `{"label": str, "score": float}`, best first; for a list, one entry per video, in
+        input order. With `on_error="skip"`, the entry of a video that could not be decoded is `{"error": message}`
+        instead of a list (tell them apart with `isinstance(entry, dict)`).
 
     Example:
 
@@ -48,30 +69,43 @@ def predict(
 
     >>> stretchysnake_hf.predict("clip.mp4", model="DIR", num_frames=16, image_size=224, top_k=5)  # doctest: +SKIP
     [{'label': 'juggling', 'score': 0.91}, ...]
+    >>> stretchysnake_hf.predict(["clip.mp4", "broken.mp4"], model="DIR", top_k=1, on_error="skip")  # doctest: +SKIP
+    [[{'label': 'juggling', 'score': 0.91}], {'error': 'broken.mp4: cannot be opened as a video (...)'}]
     ```
     """
+    path = None
     if not isinstance(model, StretchySnakeForVideoClassification):
-        if processor is None and (Path(model) / "preprocessor_config.json").is_file():
-            processor = StretchySnakeVideoProcessor.from_pretrained(model)
-        model = StretchySnakeForVideoClassification.from_pretrained(model)
+        path, model = model, StretchySnakeForVideoClassification.from_pretrained(model)
     if processor is None:
-        processor = StretchySnakeVideoProcessor(num_frames=model.config.num_frames, size=model.config.image_size)
+        processor = load_processor(path, model.config)
     model.eval()
     if device is not None:
         model.to(device)
 
     single = is_single_video(videos)
     inputs = processor(
-        videos, num_frames=num_frames, size=image_size, patch_size=patch_size, num_clips=num_clips, num_crops=num_crops
+        videos,
+        num_frames=num_frames,
+        size=image_size,
+        patch_size=patch_size,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        on_error=on_error or processor.on_error,
     )
-    pixel_values = inputs["pixel_values"].to(model.device, model.dtype)
-    with torch.no_grad():
-        logits = model(pixel_values, patch_size=inputs.get("patch_size")).logits
-    # [batch_size, num_views, num_labels] -> averaged over views
-    probs = logits.float().softmax(-1).view(-1, num_clips * num_crops, logits.shape[-1]).mean(1)
-    scores, ids = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-    results = [
-        [{"label": model.config.id2label[i], "score": s} for s, i in zip(row_scores, row_ids, strict=True)]
-        for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
-    ]
+    failures = dict(zip(inputs.get("skipped_indices", []), inputs.get("skipped_errors", []), strict=True))
+    num_videos = 1 if single else len(videos)
+    predictions: list[Predictions] = []
+    if len(failures) < num_videos:  # not every video failed: no forward pass on an empty batch
+        pixel_values = inputs["pixel_values"].to(model.device, model.dtype)
+        with torch.no_grad():
+            logits = model(pixel_values, patch_size=inputs.get("patch_size")).logits
+        # [num_decoded_videos, num_views, num_labels] -> averaged over views
+        probs = logits.float().softmax(-1).view(-1, num_clips * num_crops, logits.shape[-1]).mean(1)
+        scores, ids = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        predictions = [
+            [{"label": model.config.id2label[i], "score": s} for s, i in zip(row_scores, row_ids, strict=True)]
+            for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
+        ]
+    decoded = iter(predictions)
+    results = [{"error": failures[i]} if i in failures else next(decoded) for i in range(num_videos)]
     return results[0] if single else results

@@ -207,7 +207,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             "bilinear" or "bicubic" (antialiased when shrinking).
         on_error (`str`, *optional*, defaults to `"raise"`):
             What a video that cannot be decoded does: "raise" the error, or "skip" it with a warning (its index is
-            listed in the output's `skipped_indices`).
+            listed in the output's `skipped_indices`, its error message, which names the file, in `skipped_errors`).
 
     Example:
 
@@ -282,7 +282,8 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             `BatchFeature` with `pixel_values`, float32 `(batch_size * num_views, num_frames, 3, size, size)`, where
             `num_views = num_clips * num_crops` at evaluation and 1 in training, the views of a video contiguous
             (average logits with `logits.view(batch_size, num_views, -1).mean(1)`); `patch_size` (an `int`) when
-            set; `skipped_indices` (input positions dropped) when `on_error="skip"`.
+            set; when `on_error="skip"`, `skipped_indices` (input positions dropped, ascending) and `skipped_errors`
+            (for each of them the error message as a `str`, which names the file and the problem).
         """
         unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)
         if unknown:
@@ -303,7 +304,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         num_clips, num_crops = (1, 1) if training else (opts["num_clips"], opts["num_crops"])
 
         videos = [videos] if is_single_video(videos) else list(videos)
-        clips, skipped = [], []
+        clips, skipped, errors = [], [], []
         for position, video in enumerate(videos):
             try:
                 frames = self._sample_clips(
@@ -314,6 +315,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
                     raise
                 logger.warning("Skipping video %d (%s): %s", position, source_name(video), err)
                 skipped.append(position)
+                errors.append(str(err))
                 continue
             for clip in frames:
                 clips.extend(self._crop_views(clip, size, num_crops, training, opts, generator))
@@ -323,6 +325,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             output["patch_size"] = int(patch_size)
         if opts["on_error"] == "skip":
             output["skipped_indices"] = skipped
+            output["skipped_errors"] = errors
         return output
 
     def _sample_clips(

@@ -12,7 +12,7 @@ from transformers import pipeline
 import stretchysnake_hf
 from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
 from stretchysnake_hf.cli import main
-from stretchysnake_hf.video_io import load_video, write_video
+from stretchysnake_hf.video_io import VideoDecodeError, load_video, write_video
 
 LABELS = {0: "archery", 1: "bowling", 2: "juggling"}
 
@@ -42,6 +42,29 @@ def video(tmp_path_factory):
     path = tmp_path_factory.mktemp("videos") / "clip.mp4"
     write_video(path, np.random.default_rng(0).integers(0, 256, (24, 48, 64, 3), dtype=np.uint8), fps=12)
     return path
+
+
+@pytest.fixture(scope="module")
+def other_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("videos") / "other.mp4"
+    write_video(path, np.random.default_rng(1).integers(0, 256, (30, 40, 40, 3), dtype=np.uint8), fps=10)
+    return path
+
+
+@pytest.fixture(scope="module")
+def broken_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("videos") / "broken.mp4"
+    path.write_text("not a video")
+    return path
+
+
+@pytest.fixture(scope="module")
+def skip_model_dir(model_dir, tmp_path_factory):
+    """The model folder with the processor saved with `on_error="skip"`, as the README advises for training."""
+    folder = tmp_path_factory.mktemp("skip_model")
+    StretchySnakeForVideoClassification.from_pretrained(model_dir).save_pretrained(folder)
+    StretchySnakeVideoProcessor(num_frames=4, size=16, on_error="skip").save_pretrained(folder)
+    return folder
 
 
 def _manual_scores(model_dir, video, **processor_kwargs) -> torch.Tensor:
@@ -113,3 +136,63 @@ def test_video_classification_pipeline_from_the_folder_alone(model_dir, video):
     scores = _manual_scores(model_dir, list(first_frames))
     best = scores.argsort(descending=True)[:2].tolist()
     assert_same_predictions(results, [{"score": float(scores[i]), "label": LABELS[i]} for i in best])
+
+
+def test_processor_gives_the_reason_of_each_skipped_video(video, broken_video, tmp_path):
+    processor = StretchySnakeVideoProcessor(num_frames=4, size=16, on_error="skip")
+    out = processor([broken_video, video, tmp_path / "gone.mp4"])
+    assert out["pixel_values"].shape == (1, 4, 3, 16, 16)
+    assert out["skipped_indices"] == [0, 2]
+    assert len(out["skipped_errors"]) == 2
+    assert out["skipped_errors"][0].startswith(f"{broken_video}: cannot be opened as a video")
+    assert out["skipped_errors"][1] == f"{tmp_path / 'gone.mp4'}: video file not found"
+
+
+def test_predict_with_a_skipping_processor_keeps_every_video_in_its_place(
+    skip_model_dir, video, other_video, broken_video
+):
+    views = {"num_clips": 2, "num_crops": 3}
+    results = stretchysnake_hf.predict([video, broken_video, other_video], model=skip_model_dir, top_k=3, **views)
+    assert len(results) == 3
+    assert set(results[1]) == {"error"} and results[1]["error"].startswith(f"{broken_video}: ")
+    # The views of the videos after the dropped one are still averaged per video.
+    for result, path in ((results[0], video), (results[2], other_video)):
+        scores = _manual_scores(skip_model_dir, path, **views)
+        best = scores.argsort(descending=True).tolist()
+        assert_same_predictions(result, [{"score": float(scores[i]), "label": LABELS[i]} for i in best])
+
+
+def test_predict_on_error_overrides_the_processor(model_dir, skip_model_dir, video, broken_video):
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        stretchysnake_hf.predict([video, broken_video], model=skip_model_dir, on_error="raise")
+    results = stretchysnake_hf.predict([broken_video, video], model=model_dir, top_k=2, on_error="skip")
+    assert set(results[0]) == {"error"}
+    assert_same_predictions(results[1], stretchysnake_hf.predict(video, model=model_dir, top_k=2))
+    assert stretchysnake_hf.predict(broken_video, model=model_dir, on_error="skip") == {"error": results[0]["error"]}
+
+
+def test_predict_runs_no_forward_when_every_video_failed(model_dir, broken_video, tmp_path):
+    model = StretchySnakeForVideoClassification.from_pretrained(model_dir)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(args))
+    results = stretchysnake_hf.predict([broken_video, tmp_path / "gone.mp4"], model=model, on_error="skip")
+    assert [set(result) for result in results] == [{"error"}, {"error"}]
+    assert results[1]["error"] == f"{tmp_path / 'gone.mp4'}: video file not found"
+    assert calls == []
+
+
+def test_cli_reports_a_failed_video_and_prints_the_others(skip_model_dir, video, other_video, broken_video, capsys):
+    paths = [str(video), str(broken_video), str(other_video)]
+    assert main(["predict", *paths, "--model", str(skip_model_dir), "--top-k", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0::2] == [str(video), str(other_video)]
+    assert out.splitlines()[3].endswith(stretchysnake_hf.predict(other_video, model=skip_model_dir)[0]["label"])
+    message = stretchysnake_hf.predict(broken_video, model=skip_model_dir)["error"]
+    assert [line for line in err.splitlines() if str(broken_video) in line] == [f"stretchysnake: error: {message}"]
+
+    assert main(["predict", *paths, "--model", str(skip_model_dir), "--top-k", "2", "--json"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["video"] for line in lines] == paths
+    assert set(lines[1]) == {"video", "error"} and lines[1]["error"].startswith(f"{broken_video}: ")
+    for line, path in ((lines[0], video), (lines[2], other_video)):
+        assert_same_predictions(line["predictions"], stretchysnake_hf.predict(path, model=skip_model_dir, top_k=2))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import os
@@ -29,6 +30,9 @@ MAX_FRAME_PIXELS = 8192 * 4320
 # reached by decoding forward, which is cheaper than re-decoding from a keyframe.
 SEEK_GAP_SECONDS = 1.0
 
+# A seek that lands after its target is retried this much further back (seconds), doubling each time.
+SEEK_RETRY_SECONDS = 1.0
+
 
 class VideoDecodeError(ValueError):
     """A video could not be decoded. The message names the file and the problem."""
@@ -38,9 +42,12 @@ class VideoDecodeError(ValueError):
 class VideoInfo:
     """Metadata of a video stream.
 
-    `num_frames` is the stream's frame count when the container stores one, otherwise `round(duration * fps)` (for
-    variable frame rate video this is the number of frames at the average rate). Frame index `i` stands for the frame
-    shown at `start_time + (i + 0.5) / fps` seconds, which is exactly frame `i` for constant frame rate video.
+    `num_frames` is the number of frames a player shows: the sample table less the samples an edit list hides (mp4,
+    mov), the stored count (avi), or, for containers whose duration is only an estimate (mkv, webm, MPEG-TS/PS, flv),
+    the time span of the stream's packets at the average rate (for variable frame rate video, the number of frames at
+    the average rate). Frame index `i` stands for the frame shown at `start_time + (i + 0.5) / fps` seconds, which is
+    exactly frame `i` for constant frame rate video. `width` and `height` are the stored size; decoded frames come
+    out as displayed (pixel aspect ratio and rotation applied).
     """
 
     name: str
@@ -52,6 +59,7 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     start_time: float = 0.0
+    sample_aspect_ratio: float = 1.0
 
 
 def source_name(source: Any) -> str:
@@ -63,23 +71,48 @@ def source_name(source: Any) -> str:
     return getattr(source, "name", None) or f"<{type(source).__name__}>"
 
 
+def _check_source(source: Any, name: str) -> None:
+    """Errors a player would give before reading a byte: a missing path, a folder, a file object opened as text."""
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if path.is_dir():
+            raise IsADirectoryError(f"{name}: is a directory, not a video file")
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: video file not found")
+    elif isinstance(source, io.TextIOBase) or "b" not in getattr(source, "mode", "b"):
+        raise VideoDecodeError(f"{name}: the file object is open in text mode; open the video with mode 'rb'")
+
+
+def select_video_stream(container: av.container.InputContainer, name: str) -> av.VideoStream:
+    """The video stream a player shows: the first one marked default, else the first one; never cover art."""
+    Disposition = av.stream.Disposition
+    streams = [stream for stream in container.streams.video if not stream.disposition & Disposition.attached_pic]
+    if not streams:
+        kinds = sorted({stream.type for stream in container.streams}) or ["none"]
+        if container.streams.video:
+            kinds = ["cover art"] + [kind for kind in kinds if kind != "video"]
+        raise VideoDecodeError(f"{name}: has no video stream (streams found: {', '.join(kinds)})")
+    return next((stream for stream in streams if stream.disposition & Disposition.default), streams[0])
+
+
 @contextmanager
 def open_video(source: VideoSource) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
     """Open `source` (path, bytes or binary file object) and yield `(container, video_stream)`.
 
+    The stream is the one `select_video_stream` picks.
+
     Raises:
         FileNotFoundError: the path does not exist.
-        VideoDecodeError: the data is not a readable container, or it has no video stream.
+        IsADirectoryError: the path is a folder.
+        VideoDecodeError: the data is not a readable container, has no video stream, or is a text-mode file object.
     """
     name = source_name(source)
-    if isinstance(source, str | os.PathLike):
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"{name}: video file not found")
-    elif isinstance(source, bytes | bytearray | memoryview):
+    _check_source(source, name)
+    if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     try:
         container = av.open(source, mode="r")
-    except av.error.FFmpegError as err:
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise VideoDecodeError(
             f"{name}: cannot be opened as a video (corrupt, truncated or not a video): {err}"
         ) from err
@@ -87,16 +120,76 @@ def open_video(source: VideoSource) -> Iterator[tuple[av.container.InputContaine
         # FFmpeg's tty demuxer opens any text file as an "ANSI art" video stream.
         if container.format.name == "tty":
             raise VideoDecodeError(f"{name}: has no video stream (the file is text)")
-        if not container.streams.video:
-            kinds = sorted({stream.type for stream in container.streams}) or ["none"]
-            raise VideoDecodeError(f"{name}: has no video stream (streams found: {', '.join(kinds)})")
-        stream = container.streams.video[0]
+        stream = select_video_stream(container, name)
         stream.thread_type = "AUTO"
         yield container, stream
     except av.error.FFmpegError as err:
         raise VideoDecodeError(f"{name}: decoding failed (corrupt or truncated video): {err}") from err
     finally:
         container.close()
+
+
+def _rewind(container: av.container.InputContainer) -> None:
+    """Go back to the start of the file: a seek to time 0, or to byte 0 where a format has no seeking by time (flv)."""
+    try:
+        container.seek(0)
+    except av.error.FFmpegError:
+        container.seek(0, unsupported_byte_offset=True)
+
+
+def _scan_end(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float | None, float]:
+    """`(time of the stream's last frame, end of the file's data)` in seconds, from the packets at the end of the file.
+
+    Seeks to a little before the container's end and demuxes every stream (nothing is decoded); if no packet of
+    `stream` comes after that point (its end is earlier, e.g. audio outlasts the video), it looks four times further
+    back, and so on, until the start of the file. The data's end is the latest packet end of any stream.
+    """
+    start = container.start_time / av.time_base if container.start_time is not None else 0.0
+    end = start + container.duration / av.time_base if container.duration else start
+    lookback = 2.0
+    while True:
+        from_start = end - lookback <= start
+        if from_start:
+            _rewind(container)
+        else:
+            container.seek(int((end - lookback) / stream.time_base), backward=True, stream=stream)
+        last, data_end = None, -math.inf
+        try:
+            for packet in container.demux():
+                if packet.size and packet.pts is not None:
+                    data_end = max(data_end, float((packet.pts + packet.duration) * packet.time_base))
+                    if packet.stream is stream:
+                        last = packet.pts if last is None else max(last, packet.pts)
+        except av.error.FFmpegError:
+            pass  # a truncated end: the packets before it count
+        if last is not None or from_start:
+            return (None if last is None else float(last * stream.time_base)), data_end
+        lookback *= 4
+
+
+def _count_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, start_time: float, rate: float | None
+) -> int:
+    """The number of frames a player shows (see `VideoInfo`); 0 if the stream has no packet."""
+    index = stream.index_entries
+    if stream.frames > 0 and index is not None and len(index) == stream.frames:
+        # A full sample table (mp4, mov): an edit list (a cut made without re-encoding) hides the samples it marks
+        # as discarded, which the stored count includes.
+        return sum(1 for entry in index if not entry.is_discard)
+    if stream.frames > 0:
+        return stream.frames
+    last, data_end = _scan_end(container, stream)
+    if last is None:
+        return 0
+    if not rate:  # no time line to measure on: count the packets
+        _rewind(container)
+        return sum(1 for packet in container.demux(stream) if packet.size)
+    declared = container.duration / av.time_base if container.duration else 0.0
+    if data_end < (container.start_time or 0) / av.time_base + declared - 2 / rate:
+        # Every stream's data stops before the duration in the header: a truncated file. Its frames are counted
+        # as the header says; decoding then repeats the last decodable frame, with a warning.
+        return round(declared * rate)
+    return round((last - start_time) * rate) + 1
 
 
 def _read_info(container: av.container.InputContainer, stream: av.VideoStream, name: str) -> VideoInfo:
@@ -108,32 +201,29 @@ def _read_info(container: av.container.InputContainer, stream: av.VideoStream, n
             f"{name}: frame size {width}x{height} is too large ({width * height} pixels, limit {MAX_FRAME_PIXELS})"
         )
     start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    num_frames = _count_frames(container, stream, start_time, float(rate) if rate else None)
+    if num_frames <= 0:
+        raise VideoDecodeError(f"{name}: the video stream has zero frames")
     if stream.duration:
         duration = float(stream.duration * stream.time_base)
     elif container.duration:
         duration = container.duration / av.time_base
     else:
         duration = 0.0
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    num_frames = stream.frames
-    if num_frames <= 0 and rate and duration:
-        num_frames = round(duration * rate)
-    if num_frames <= 0:
-        # No count and no duration in the headers: count the packets (demuxing only, nothing is decoded).
-        num_frames = sum(1 for packet in container.demux(stream) if packet.size)
-    if num_frames <= 0:
-        raise VideoDecodeError(f"{name}: the video stream has zero frames")
     fps = float(rate) if rate else num_frames / duration if duration else 1.0
+    aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
     return VideoInfo(
         name=name,
         num_frames=num_frames,
         fps=fps,
-        duration=duration or num_frames / fps,
+        duration=num_frames / fps,
         width=width,
         height=height,
         codec=stream.codec_context.name,
         pix_fmt=stream.codec_context.pix_fmt or "unknown",
         start_time=start_time,
+        sample_aspect_ratio=float(aspect) if aspect else 1.0,
     )
 
 
@@ -143,13 +233,121 @@ def probe_video(source: VideoSource) -> VideoInfo:
         return _read_info(container, stream, source_name(source))
 
 
-def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter, max_short_side: int | None) -> np.ndarray:
-    """Any pixel format (8/10-bit YUV, gray, RGB...) to RGB uint8 `(height, width, 3)`, optionally shrunk."""
-    width, height = frame.width, frame.height
+def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """The frame's display matrix (FFmpeg's 3x3 row-major int32, 16.16 fixed point) or `None`."""
+    side_data = frame.side_data.get("DISPLAYMATRIX")
+    return None if side_data is None else np.frombuffer(bytes(side_data), np.int32)
+
+
+def orient(image: np.ndarray, matrix: np.ndarray | None, name: str = "video") -> np.ndarray:
+    """Turn and mirror `(height, width, channels)` pixels as a display matrix says, the way ffmpeg's autorotate does.
+
+    Quarter turns and mirrors only; another angle is left as stored, with a warning. Phones record upright video as
+    landscape pixels plus a matrix, so skipping this returns sideways frames.
+    """
+    if matrix is None:
+        return image
+    scale = (math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4]))
+    if not scale[0] or not scale[1]:
+        return image
+    clockwise = math.degrees(math.atan2(matrix[1] / scale[1], matrix[0] / scale[0])) % 360
+    quarter = round(clockwise / 90) % 4
+    if abs(clockwise - 90 * round(clockwise / 90)) > 1:
+        logger.warning(
+            "%s: rotation of %.0f degrees is not a quarter turn; frames are left as stored", name, clockwise
+        )
+        return image
+    if quarter == 1:  # a clockwise quarter turn, or a transpose when mirrored
+        return image.transpose(1, 0, 2) if matrix[3] > 0 else np.rot90(image, -1)
+    if quarter == 3:
+        return np.rot90(image, -1)[::-1] if matrix[3] < 0 else np.rot90(image, 1)
+    if quarter == 2:
+        image = image[:, ::-1] if matrix[0] < 0 else image
+    return image[::-1] if matrix[4] < 0 else image
+
+
+def _to_rgb(
+    frame: av.VideoFrame, reformatter: VideoReformatter, info: VideoInfo, max_short_side: int | None
+) -> np.ndarray:
+    """Any pixel format (8/10-bit YUV, gray, RGB...) to RGB uint8 `(height, width, 3)` as displayed.
+
+    Non-square pixels are resized to their display aspect, the display matrix (rotation) is applied, and frames whose
+    short side is longer than `max_short_side` are shrunk.
+    """
+    width, height = frame.width * info.sample_aspect_ratio, frame.height
     if max_short_side is not None and min(width, height) > max_short_side:
-        scale = max_short_side / min(width, height)
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    return reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA").to_ndarray()
+        width, height = width * max_short_side / min(width, height), height * max_short_side / min(width, height)
+    width, height = max(1, round(width)), max(1, round(height))
+    image = reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA").to_ndarray()
+    return orient(image, _display_matrix(frame), info.name)
+
+
+def _decode_forward(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    damaged: list[str],
+    give_up_after: float | None = None,
+) -> Iterator[av.VideoFrame]:
+    """Frames decoded from the container's position to the end of its data.
+
+    With `give_up_after` (seconds; after a seek) decoding starts at the first keyframe, and nothing comes out if no
+    keyframe comes before that time. A packet the decoder rejects is skipped and described in `damaged`; the end of
+    the readable data, even a truncated one, flushes the decoder, so every frame it holds comes out.
+    """
+    packets = container.demux(stream)
+    started = give_up_after is None
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return  # PyAV's last packet (size 0) has flushed the decoder
+        except av.error.FFmpegError as err:
+            damaged.append(f"the data ends in a damaged packet ({err})")
+            break
+        if not started:
+            if packet.size and not packet.is_keyframe:
+                time = packet.pts if packet.pts is not None else packet.dts
+                if time is not None and time * stream.time_base > give_up_after:
+                    return
+                continue
+            started = True
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError as err:
+            damaged.append(f"a damaged packet at {packet.pts} was skipped ({err})")
+    try:
+        yield from stream.codec_context.decode(None)
+    except av.error.FFmpegError:
+        return
+
+
+def _frames_from(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    info: VideoInfo,
+    target: float,
+    damaged: list[str],
+) -> Iterator[av.VideoFrame]:
+    """Frames from the one shown at `target` (seconds) or earlier on, after a seek checked to land there.
+
+    A backward seek can land after its target: MPEG-TS/PS seek by binary search on timestamps, not to keyframes, and
+    the leading frames of an open GOP's keyframe cannot be decoded after a seek to it. So the first decoded frame is
+    compared with the target and the seek retried further back (`SEEK_RETRY_SECONDS`, doubling), and last of all the
+    file is decoded from its start. Targets near the start decode from the start without seeking.
+    """
+    lookback = 0.0
+    while target - lookback > info.start_time + SEEK_GAP_SECONDS:
+        try:
+            container.seek(int((target - lookback) / stream.time_base), backward=True, stream=stream)
+        except av.error.FFmpegError:
+            break
+        frames = _decode_forward(container, stream, damaged, give_up_after=target)
+        first = next(frames, None)
+        if first is not None and (first.time is None or first.time <= target):
+            return itertools.chain([first], frames)
+        lookback = max(2 * lookback, SEEK_RETRY_SECONDS)
+    _rewind(container)
+    return _decode_forward(container, stream, damaged)
 
 
 def _decode_indices(
@@ -161,36 +359,25 @@ def _decode_indices(
 ) -> np.ndarray:
     """Decode the frames at `indices` (any order, repeats allowed), seeking between distant ones.
 
-    Targets past the real end of the stream (a wrong frame count, a truncated file) get the last decodable frame.
+    Targets past the real end of the stream (a truncated file) get the last decodable frame, with a warning.
     """
     decoded: dict[int, np.ndarray] = {}
     reformatter = VideoReformatter()  # one swscale context for all frames; a frame's own one is rebuilt per call
-    frames_iter: Iterator[av.VideoFrame] | None = None
+    damaged: list[str] = []
+    frames: Iterator[av.VideoFrame] | None = None
     current = ahead = None  # last frame shown at or before the target, first frame after it
     last_time = -math.inf
     ended = short_of_frames = False
     for index in sorted(set(indices)):
         target = info.start_time + (index + 0.5) / info.fps
-        if frames_iter is None or target - last_time > SEEK_GAP_SECONDS:
-            try:
-                container.seek(int(target / stream.time_base), backward=True, any_frame=False, stream=stream)
-            except av.error.FFmpegError:
-                logger.debug("%s: seek to %.3f s failed; decoding on from the current position", info.name, target)
-            frames_iter = container.decode(stream)
+        if frames is None or (not ended and target - last_time > SEEK_GAP_SECONDS):
+            frames = _frames_from(container, stream, info, target, damaged)
             current = ahead = None
-            ended = False
-        if ahead is not None and ahead.time <= target:
+        if ahead is not None and (ahead.time is None or ahead.time <= target):
             current, ahead = ahead, None
-        while ahead is None:
-            try:
-                frame = next(frames_iter)
-            except StopIteration:
-                ended = True
-                break
-            except av.error.FFmpegError as err:
-                logger.warning(
-                    "%s: decoding stopped at a damaged frame (%s); repeating the last good frame", info.name, err
-                )
+        while ahead is None and not ended:
+            frame = next(frames, None)
+            if frame is None:
                 ended = True
                 break
             last_time = frame.time if frame.time is not None else last_time
@@ -199,14 +386,18 @@ def _decode_indices(
             else:
                 ahead = frame
         chosen = current if current is not None else ahead
-        if chosen is None and not decoded:
+        if chosen is None:
             raise VideoDecodeError(f"{info.name}: no frame could be decoded (zero frames, or a corrupt video)")
-        if ended and (chosen is None or (chosen.time is not None and chosen.time < target - 1 / info.fps)):
+        if ended and chosen.time is not None and chosen.time < target - 1 / info.fps and index < info.num_frames:
             short_of_frames = True
-        decoded[index] = decoded[max(decoded)] if chosen is None else _to_rgb(chosen, reformatter, max_short_side)
-    if short_of_frames and max(indices) < info.num_frames:
+        decoded[index] = _to_rgb(chosen, reformatter, info, max_short_side)
+    if damaged:
+        logger.warning("%s: %d damaged packet(s); %s", info.name, len(damaged), damaged[0])
+    if short_of_frames:
         logger.warning(
-            "%s: the stream ends before its %d frames; later frames repeat the last one", info.name, info.num_frames
+            "%s: the stream ends before its %d frames (truncated?); later frames repeat the last decodable one",
+            info.name,
+            info.num_frames,
         )
     return np.stack([decoded[index] for index in indices])
 

@@ -71,6 +71,13 @@ def source_name(source: Any) -> str:
     return getattr(source, "name", None) or f"<{type(source).__name__}>"
 
 
+def _rewound(source: VideoSource) -> VideoSource:
+    """`source`, with a file object moved back to its start (a video can be read twice)."""
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return source
+
+
 def _check_source(source: Any, name: str) -> None:
     """Errors a player would give before reading a byte: a missing path, a folder, a file object opened as text."""
     if isinstance(source, str | os.PathLike):
@@ -96,10 +103,13 @@ def select_video_stream(container: av.container.InputContainer, name: str) -> av
 
 
 @contextmanager
-def open_video(source: VideoSource) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+def open_video(
+    source: VideoSource, frame_threads: bool = True
+) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
     """Open `source` (path, bytes or binary file object) and yield `(container, video_stream)`.
 
-    The stream is the one `select_video_stream` picks.
+    The stream is the one `select_video_stream` picks; its decoder uses frame and slice threads, or slice threads
+    only with `frame_threads=False`.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -121,7 +131,7 @@ def open_video(source: VideoSource) -> Iterator[tuple[av.container.InputContaine
         if container.format.name == "tty":
             raise VideoDecodeError(f"{name}: has no video stream (the file is text)")
         stream = select_video_stream(container, name)
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if frame_threads else "SLICE"
         yield container, stream
     except av.error.FFmpegError as err:
         raise VideoDecodeError(f"{name}: decoding failed (corrupt or truncated video): {err}") from err
@@ -356,14 +366,15 @@ def _decode_indices(
     info: VideoInfo,
     indices: Sequence[int],
     max_short_side: int | None,
-) -> np.ndarray:
+    damaged: list[str],
+) -> tuple[np.ndarray, bool]:
     """Decode the frames at `indices` (any order, repeats allowed), seeking between distant ones.
 
-    Targets past the real end of the stream (a truncated file) get the last decodable frame, with a warning.
+    Returns the frames and whether the stream ended before the video's frame count (a truncated file): targets past
+    the real end get the last decodable frame. Damaged packets are described in `damaged`.
     """
     decoded: dict[int, np.ndarray] = {}
     reformatter = VideoReformatter()  # one swscale context for all frames; a frame's own one is rebuilt per call
-    damaged: list[str] = []
     frames: Iterator[av.VideoFrame] | None = None
     current = ahead = None  # last frame shown at or before the target, first frame after it
     last_time = -math.inf
@@ -391,15 +402,7 @@ def _decode_indices(
         if ended and chosen.time is not None and chosen.time < target - 1 / info.fps and index < info.num_frames:
             short_of_frames = True
         decoded[index] = _to_rgb(chosen, reformatter, info, max_short_side)
-    if damaged:
-        logger.warning("%s: %d damaged packet(s); %s", info.name, len(damaged), damaged[0])
-    if short_of_frames:
-        logger.warning(
-            "%s: the stream ends before its %d frames (truncated?); later frames repeat the last decodable one",
-            info.name,
-            info.num_frames,
-        )
-    return np.stack([decoded[index] for index in indices])
+    return np.stack([decoded[index] for index in indices]), short_of_frames
 
 
 def load_video(
@@ -422,12 +425,34 @@ def load_video(
     Raises:
         FileNotFoundError, VideoDecodeError: with the file name and the problem.
     """
-    with open_video(source) as (container, stream):
-        info = _read_info(container, stream, source_name(source))
-        indices = list(range(info.num_frames)) if sample_indices is None else list(sample_indices(info))
-        if not indices:
-            raise ValueError(f"{info.name}: no frame index was requested")
-        return _decode_indices(container, stream, info, indices, max_short_side), info
+    indices = None
+    # A frame-threaded decoder reports a damaged packet late and drops the frames it held with it: a damaged video
+    # is decoded again without frame threads, which keeps every decodable frame (as ffmpeg shows them).
+    for frame_threads in (True, False):
+        damaged: list[str] = []
+        with open_video(_rewound(source), frame_threads) as (container, stream):
+            info = _read_info(container, stream, source_name(source))
+            if indices is None:
+                indices = list(range(info.num_frames)) if sample_indices is None else list(sample_indices(info))
+                if not indices:
+                    raise ValueError(f"{info.name}: no frame index was requested")
+            try:
+                frames, short_of_frames = _decode_indices(container, stream, info, indices, max_short_side, damaged)
+            except VideoDecodeError:
+                if not (damaged and frame_threads):
+                    raise
+                continue
+        if not (damaged and frame_threads):
+            break
+    if damaged:
+        logger.warning("%s: %d damaged packet(s) skipped; the first: %s", info.name, len(damaged), damaged[0])
+    if short_of_frames:
+        logger.warning(
+            "%s: the stream ends before its %d frames (truncated?); later frames repeat the last decodable one",
+            info.name,
+            info.num_frames,
+        )
+    return frames, info
 
 
 def write_video(

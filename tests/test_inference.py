@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -196,3 +197,72 @@ def test_cli_reports_a_failed_video_and_prints_the_others(skip_model_dir, video,
     assert set(lines[1]) == {"video", "error"} and lines[1]["error"].startswith(f"{broken_video}: ")
     for line, path in ((lines[0], video), (lines[2], other_video)):
         assert_same_predictions(line["predictions"], stretchysnake_hf.predict(path, model=skip_model_dir, top_k=2))
+
+
+def _assert_one_line_error(capsys, message: str, prog: str = "stretchysnake predict") -> None:
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"{prog}: error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--num-frames", "0"], "argument --num-frames: expected a positive integer, got '0'"),
+        (["--image-size", "x"], "argument --image-size: expected a positive integer, got 'x'"),
+        (["--patch-size", "-8"], "argument --patch-size: expected a positive integer, got '-8'"),
+        (["--top-k", "0"], "argument --top-k: expected a positive integer, got '0'"),
+        (["--num-clips", "0"], "argument --num-clips: expected a positive integer, got '0'"),
+        (["--num-crops", "1.5"], "argument --num-crops: expected a positive integer, got '1.5'"),
+        (["--image-size", "30"], "--image-size 30 is not a multiple of the model's patch size 8"),
+        (["--patch-size", "5"], "the image size 16 is not a multiple of --patch-size 5"),
+        (["--image-size", "24", "--patch-size", "16"], "--image-size 24 is not a multiple of --patch-size 16"),
+    ],
+)
+def test_cli_rejects_a_bad_argument_in_one_line(model_dir, video, capsys, arguments, message):
+    assert main(["predict", str(video), "--model", str(model_dir), *arguments]) == 2
+    _assert_one_line_error(capsys, message)
+
+
+def test_cli_checks_the_frame_count_against_the_tubelet_size(tmp_path, video, capsys):
+    StretchySnakeConfig(num_frames=4, tubelet_size=2).save_pretrained(tmp_path)  # the config is read before weights
+    assert main(["predict", str(video), "--model", str(tmp_path), "--num-frames", "5"]) == 2
+    _assert_one_line_error(capsys, "--num-frames 5 is not a multiple of the model's tubelet size 2")
+    assert main(["predict", str(video), "--model", str(tmp_path), "--num-frames", "6"]) == 2  # valid, but no weights
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"stretchysnake predict: error: --model {tmp_path}: cannot load the model: ")
+
+
+@pytest.mark.parametrize("model", ["./no-such-model", "runs/no/such-model", "~/no-such-model", "/no/such/model"])
+def test_cli_names_a_model_path_that_does_not_exist(video, capsys, model):
+    assert main(["predict", str(video), "--model", model]) == 2
+    _assert_one_line_error(capsys, f"--model {model}: no such folder")
+
+
+def test_cli_names_a_model_folder_without_a_config_or_a_file(tmp_path, video, capsys):
+    assert main(["predict", str(video), "--model", str(tmp_path)]) == 2
+    _assert_one_line_error(capsys, f"--model {tmp_path}: no config.json in this folder")
+    assert main(["predict", str(video), "--model", str(video)]) == 2
+    _assert_one_line_error(capsys, f"--model {video}: not a folder")
+
+
+def test_cli_names_a_hub_id_that_cannot_be_loaded(video, capsys, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert main(["predict", str(video), "--model", "nobody/no-such-model"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(
+        "stretchysnake predict: error: --model nobody/no-such-model: no such folder, and loading it from the Hub failed: "
+    )
+
+
+def test_cli_reports_argparse_errors_in_one_line(video, capsys):
+    assert main(["predict", str(video)]) == 2
+    _assert_one_line_error(capsys, "the following arguments are required: --model")
+    assert main(["predict", str(video), "--model", "DIR", "--colour"]) == 2
+    _assert_one_line_error(capsys, "unrecognized arguments: --colour", prog="stretchysnake")
+    assert main(["guess", str(video)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith("stretchysnake: error: argument command: invalid choice: 'guess'")

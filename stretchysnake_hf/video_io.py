@@ -30,6 +30,15 @@ MAX_FRAME_PIXELS = 8192 * 4320
 # reached by decoding forward, which is cheaper than re-decoding from a keyframe.
 SEEK_GAP_SECONDS = 1.0
 
+# Containers whose timestamps are only right when read from the start: MPEG program streams (DVD, camcorder .mpg,
+# .vob) carry a timestamp every few packets and FFmpeg interpolates the others wrongly after a seek; raw elementary
+# streams have none. They are decoded straight through, never seeking.
+SEQUENTIAL_FORMATS = frozenset({"mpeg", "vob", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "cavsvideo", "vc1"})
+
+# A file whose packets all end this much (seconds) before the duration its header declares is truncated. Headers
+# round (flv stores milliseconds, and some count from the first timestamp, others from zero).
+TRUNCATION_SECONDS = 0.5
+
 # A seek that lands after its target is retried this much further back (seconds), doubling each time.
 SEEK_RETRY_SECONDS = 1.0
 
@@ -179,27 +188,31 @@ def _scan_end(container: av.container.InputContainer, stream: av.VideoStream) ->
 
 def _count_frames(
     container: av.container.InputContainer, stream: av.VideoStream, start_time: float, rate: float | None
-) -> int:
-    """The number of frames a player shows (see `VideoInfo`); 0 if the stream has no packet."""
+) -> tuple[int, float | None]:
+    """`(frames a player shows, their average rate)` (see `VideoInfo`); 0 frames if the stream has no packet."""
     index = stream.index_entries
     if stream.frames > 0 and index is not None and len(index) == stream.frames:
-        # A full sample table (mp4, mov): an edit list (a cut made without re-encoding) hides the samples it marks
-        # as discarded, which the stored count includes.
-        return sum(1 for entry in index if not entry.is_discard)
+        # A full sample table (mp4, mov). An edit list (a cut made without re-encoding) hides the samples it marks
+        # as discarded, which the stored count and FFmpeg's average rate (count / edited duration) include; the
+        # rate the timestamps are on (exact for constant frame rate video) is used instead.
+        shown = sum(1 for entry in index if not entry.is_discard)
+        if shown < len(index) and stream.guessed_rate:
+            rate = float(stream.guessed_rate)
+        return shown, rate
     if stream.frames > 0:
-        return stream.frames
+        return stream.frames, rate
     last, data_end = _scan_end(container, stream)
     if last is None:
-        return 0
+        return 0, rate
     if not rate:  # no time line to measure on: count the packets
         _rewind(container)
-        return sum(1 for packet in container.demux(stream) if packet.size)
+        return sum(1 for packet in container.demux(stream) if packet.size), rate
     declared = container.duration / av.time_base if container.duration else 0.0
-    if data_end < (container.start_time or 0) / av.time_base + declared - 2 / rate:
-        # Every stream's data stops before the duration in the header: a truncated file. Its frames are counted
-        # as the header says; decoding then repeats the last decodable frame, with a warning.
-        return round(declared * rate)
-    return round((last - start_time) * rate) + 1
+    if data_end < (container.start_time or 0) / av.time_base + declared - TRUNCATION_SECONDS:
+        # Every stream's data stops well before the duration in the header: a truncated file. Its frames are
+        # counted as the header says; decoding then repeats the last decodable frame, with a warning.
+        return round(declared * rate), rate
+    return round((last - start_time) * rate) + 1, rate
 
 
 def _read_info(container: av.container.InputContainer, stream: av.VideoStream, name: str) -> VideoInfo:
@@ -212,16 +225,12 @@ def _read_info(container: av.container.InputContainer, stream: av.VideoStream, n
         )
     start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    num_frames = _count_frames(container, stream, start_time, float(rate) if rate else None)
+    num_frames, fps = _count_frames(container, stream, start_time, float(rate) if rate else None)
     if num_frames <= 0:
         raise VideoDecodeError(f"{name}: the video stream has zero frames")
-    if stream.duration:
-        duration = float(stream.duration * stream.time_base)
-    elif container.duration:
-        duration = container.duration / av.time_base
-    else:
-        duration = 0.0
-    fps = float(rate) if rate else num_frames / duration if duration else 1.0
+    if not fps:
+        duration = stream.duration * stream.time_base if stream.duration else container.duration / av.time_base
+        fps = num_frames / float(duration) if duration else 1.0
     aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
     return VideoInfo(
         name=name,
@@ -301,8 +310,8 @@ def _decode_forward(
     """Frames decoded from the container's position to the end of its data.
 
     With `give_up_after` (seconds; after a seek) decoding starts at the first keyframe, and nothing comes out if no
-    keyframe comes before that time. A packet the decoder rejects is skipped and described in `damaged`; the end of
-    the readable data, even a truncated one, flushes the decoder, so every frame it holds comes out.
+    keyframe comes before that time. A packet the decoder rejects is skipped; it and packets the demuxer marks as
+    corrupt are described in `damaged`. The end of the readable data, even a truncated one, flushes the decoder.
     """
     packets = container.demux(stream)
     started = give_up_after is None
@@ -321,6 +330,8 @@ def _decode_forward(
                     return
                 continue
             started = True
+        if packet.is_corrupt:  # e.g. cut short by the end of a truncated file
+            damaged.append(f"the packet at {packet.pts} is incomplete or corrupt")
         try:
             yield from packet.decode()
         except av.error.FFmpegError as err:
@@ -379,10 +390,11 @@ def _decode_indices(
     current = ahead = None  # last frame shown at or before the target, first frame after it
     last_time = -math.inf
     ended = short_of_frames = False
+    seekable = container.format.name not in SEQUENTIAL_FORMATS
     for index in sorted(set(indices)):
         target = info.start_time + (index + 0.5) / info.fps
-        if frames is None or (not ended and target - last_time > SEEK_GAP_SECONDS):
-            frames = _frames_from(container, stream, info, target, damaged)
+        if frames is None or (seekable and not ended and target - last_time > SEEK_GAP_SECONDS):
+            frames = _frames_from(container, stream, info, target if seekable else info.start_time, damaged)
             current = ahead = None
         if ahead is not None and (ahead.time is None or ahead.time <= target):
             current, ahead = ahead, None

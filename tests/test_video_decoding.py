@@ -1,0 +1,268 @@
+"""Decoding real-world files exactly: frames read back by the index each one carries in its pixels.
+
+Containers and codecs as cameras, phones, broadcasts and editors write them: B-frames, open GOPs, MPEG-TS/PS seeking,
+edit lists, durations that count the audio, rotation, non-square pixels, several video streams, truncation.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from indexed_video import (
+    decode_all_single_threaded,
+    indexed_frames,
+    noisy,
+    read_indices,
+    remux,
+    write_oriented,
+    write_two_video_streams,
+    write_with_audio,
+)
+
+from stretchysnake_hf import StretchySnakeVideoProcessor, video_io
+from stretchysnake_hf.video_io import VideoDecodeError, load_video, orient, probe_video, write_video
+from stretchysnake_hf.video_processing_stretchysnake import sample_frame_indices
+
+OPEN_GOP_264 = {"x264-params": "keyint=24:min-keyint=24:open-gop=1:bframes=3:scenecut=0"}
+OPEN_GOP_265 = {"x265-params": "keyint=24:min-keyint=24:open-gop=1:bframes=4:scenecut=0:log-level=error"}
+
+# name: (codec, options for write_video); 96 frames at 24 fps each.
+FORMATS = {
+    "h264_bframes.mp4": ("libx264", {"gop_size": 12, "options": {"bf": "3"}}),
+    "h264_open_gop.mp4": ("libx264", {"options": OPEN_GOP_264}),
+    "h264_open_gop.mkv": ("libx264", {"options": OPEN_GOP_264}),
+    "h264_open_gop.ts": ("libx264", {"options": OPEN_GOP_264}),
+    "h264.m2ts": ("libx264", {"gop_size": 12}),
+    "h264.mov": ("libx264", {"gop_size": 12}),
+    "h264.flv": ("libx264", {"gop_size": 12}),
+    "hevc_open_gop.mp4": ("libx265", {"options": OPEN_GOP_265}),
+    "hevc.mkv": ("libx265", {"options": OPEN_GOP_265}),
+    "vp9.webm": ("libvpx-vp9", {"gop_size": 12}),
+    "mpeg2.ts": ("mpeg2video", {"gop_size": 12}),
+    "mpeg2.mpg": ("mpeg2video", {"gop_size": 12}),
+    "mjpeg.avi": ("mjpeg", {"pix_fmt": "yuvj420p"}),
+    "mpeg4.avi": ("mpeg4", {"gop_size": 12, "bit_rate": 2_000_000}),
+}
+NUM_FRAMES, FPS = 96, 24
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("formats")
+    paths = {}
+    for name, (codec, kwargs) in FORMATS.items():
+        paths[name] = folder / name
+        write_video(paths[name], indexed_frames(NUM_FRAMES), FPS, codec, **kwargs)
+    return paths
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("num_samples", [8, 16])
+@pytest.mark.parametrize("seek_gap", [0.0, 1e9], ids=["seeking", "sequential"])
+def test_sampled_frames_are_exactly_the_requested_ones(formats, monkeypatch, name, num_samples, seek_gap):
+    monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", seek_gap)  # seek to every target / decode straight through
+    assert probe_video(formats[name]).num_frames == NUM_FRAMES
+    for indices in (
+        sample_frame_indices(NUM_FRAMES, num_samples),
+        sample_frame_indices(NUM_FRAMES, num_samples, generator=torch.Generator().manual_seed(num_samples)),
+        sample_frame_indices(NUM_FRAMES, num_samples, "dense", frame_stride=5, clip_index=1, num_clips=3),
+    ):
+        frames, _ = load_video(formats[name], lambda info, indices=indices: indices)
+        assert read_indices(frames) == indices
+
+
+# ---------------------------------------------------------------------------------------------------- MPEG-TS
+
+
+@pytest.mark.parametrize("extension", ["ts", "m2ts"])
+def test_transport_stream_seeks_land_on_the_requested_frames(tmp_path, monkeypatch, extension):
+    # FFmpeg seeks in a TS by binary search on timestamps: a "backward" seek can land after its target.
+    monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", 0.0)
+    path = tmp_path / f"gop10.{extension}"
+    write_video(path, indexed_frames(30), 30, "libx264", gop_size=10, options={"sc_threshold": "0"})
+    indices = [1, 5, 9, 13, 16, 20, 24, 28]
+    frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == indices  # was [10, 10, 10, 13, 16, 20, 24, 28]
+
+
+def test_transport_stream_with_a_single_keyframe_decodes(tmp_path, monkeypatch):
+    monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", 0.0)
+    path = tmp_path / "one_keyframe.ts"
+    write_video(path, indexed_frames(120), 30, "libx264", gop_size=1000, options={"sc_threshold": "0"})
+    indices = sample_frame_indices(120, 16)
+    frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == indices  # was "no frame could be decoded"
+
+
+def test_long_transport_stream_samples_are_not_moved_to_keyframes(tmp_path):
+    path = tmp_path / "one_minute.ts"  # a keyframe every 2 s
+    write_video(path, indexed_frames(1800, 16, 16), 30, "libx264", gop_size=60, options={"sc_threshold": "0"})
+    indices = sample_frame_indices(1800, 16)
+    frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == [index % 256 for index in indices]
+
+
+# ---------------------------------------------------------------------------------------------------- frame counts
+
+
+def test_edit_list_cut_counts_and_samples_the_frames_a_player_shows(tmp_path, caplog):
+    source, cut = tmp_path / "source.mp4", tmp_path / "cut.mp4"
+    write_video(source, indexed_frames(200), 28, "libx264", gop_size=28, options={"sc_threshold": "0"})
+    remux(source, cut, start=2.4, length=4.0)  # ffmpeg -ss 2.4 -t 4 -c copy: an edit list hides the lead-in
+    shown = decode_all_single_threaded(cut)
+    with av.open(str(cut)) as container:
+        assert container.streams.video[0].frames > len(shown)  # the sample table counts the hidden frames too
+    info = probe_video(cut)
+    assert info.num_frames == len(shown) == 112
+    indices = sample_frame_indices(info.num_frames, 16) + [info.num_frames - 1]
+    with caplog.at_level(logging.WARNING):
+        frames, _ = load_video(cut, lambda info: indices)
+    assert read_indices(frames) == [shown[i] % 256 for i in indices]
+    assert caplog.text == ""  # an intact file: no truncation warning
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "audio_codec"),
+    [("audio.flv", "flv", "mp3"), ("audio.mpg", "mpeg2video", "mp2"), ("audio.mkv", "libx264", "aac")],
+)
+def test_duration_estimates_that_include_the_audio_do_not_add_frames(tmp_path, caplog, name, codec, audio_codec):
+    path = tmp_path / name
+    write_with_audio(path, indexed_frames(60), 25, codec, audio_codec, audio_seconds=4.0)  # video: 2.4 s
+    with av.open(str(path)) as container:
+        assert container.duration / av.time_base > 3.5  # the container's estimate is the audio's
+    info = probe_video(path)
+    assert info.num_frames == len(decode_all_single_threaded(path)) == 60
+    with caplog.at_level(logging.WARNING):
+        frames, _ = load_video(path, lambda info: sample_frame_indices(info.num_frames, 8) + [59])
+    assert read_indices(frames) == sample_frame_indices(60, 8) + [59]
+    assert caplog.text == ""
+
+
+# ---------------------------------------------------------------------------------------------------- truncation
+
+
+@pytest.fixture(scope="module")
+def faststart_mp4(tmp_path_factory) -> Path:
+    """60 hard-to-compress frames, a keyframe every 10, the index (moov) before the media data."""
+    folder = tmp_path_factory.mktemp("faststart")
+    write_video(folder / "plain.mp4", noisy(indexed_frames(60, 96, 128)), 30, "libx264", gop_size=10)
+    remux(folder / "plain.mp4", folder / "faststart.mp4", options={"movflags": "faststart"})
+    return folder / "faststart.mp4"
+
+
+def test_truncated_faststart_mp4_repeats_its_last_decodable_frame(faststart_mp4, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", 0.0)
+    data = faststart_mp4.read_bytes()
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[: len(data) * 3 // 10])
+    last_decodable = decode_all_single_threaded(path)[-1]
+    assert 5 < last_decodable < 40
+    with caplog.at_level(logging.WARNING):
+        frames, info = load_video(path, lambda info: [0, 5, 40, 59])
+    assert info.num_frames == 60
+    assert read_indices(frames) == [0, 5, last_decodable, last_decodable]  # was [0, 5, 5, 5]
+    assert "cut.mp4: the stream ends before its 60 frames" in caplog.text
+
+
+def test_tiny_truncated_file_gives_the_frames_ffmpeg_decodes(faststart_mp4, tmp_path):
+    data = faststart_mp4.read_bytes()
+    path = tmp_path / "tiny.mp4"
+    path.write_bytes(data[: len(data) // 10])
+    decodable = decode_all_single_threaded(path)
+    assert 1 <= len(decodable) <= 3
+    frames, _ = load_video(path, lambda info: [0, 30, 59])  # was "no frame could be decoded"
+    assert read_indices(frames) == [decodable[0], decodable[-1], decodable[-1]]
+
+
+# ---------------------------------------------------------------------------------------------------- pixels as shown
+
+# A picture that no turn or mirror maps onto itself: coloured corners and an off-centre bar.
+PICTURE = np.zeros((48, 64, 3), np.uint8)
+PICTURE[:16, :16], PICTURE[:16, 48:], PICTURE[32:, :16], PICTURE[20:28, 20:52] = (255, 0, 0), (0, 255, 0), 255, 128
+
+
+@pytest.mark.parametrize("extension", ["mp4", "mov", "mkv"])
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+@pytest.mark.parametrize("hflip", [False, True])
+def test_display_matrix_turns_and_mirrors_the_frames(tmp_path, extension, degrees, hflip):
+    path = tmp_path / f"oriented.{extension}"
+    write_oriented(path, np.stack([PICTURE] * 3), degrees, hflip, codec="ffv1" if extension == "mkv" else "libx264")
+    frames, info = load_video(path, lambda info: [0])
+    expected = np.rot90(PICTURE, degrees // 90)  # counter-clockwise turns, then the mirror
+    expected = expected[:, ::-1] if hflip else expected
+    assert (info.width, info.height) == (64, 48)  # the stored size
+    assert frames[0].shape == expected.shape
+    assert np.abs(frames[0].astype(int) - expected).mean() < 6
+
+
+def test_phone_video_rotated_90_is_processed_as_players_show_it(tmp_path):
+    # `ffmpeg -i in.mp4 -metadata:s:v:0 rotate=90 -c copy out.mp4`: "rotate" counts clockwise, PyAV counter-clockwise.
+    frames = noisy(indexed_frames(12, 240, 320), amplitude=10)
+    write_video(tmp_path / "stored.mp4", frames, 10, "libx264", options={"crf": "0"})
+    write_oriented(tmp_path / "phone.mp4", frames, -90)
+    processor = StretchySnakeVideoProcessor(num_frames=4, size=64)
+    rotated = processor(tmp_path / "phone.mp4")["pixel_values"]
+    upright = processor(torch.from_numpy(np.ascontiguousarray(np.rot90(frames, -1, axes=(1, 2)))))["pixel_values"]
+    stored = processor(tmp_path / "stored.mp4")["pixel_values"]
+    assert (rotated - upright).abs().mean() < 0.05
+    assert (rotated - stored).abs().mean() > 0.3
+
+
+def test_a_turn_that_is_not_a_quarter_turn_is_left_as_stored_with_a_warning(caplog):
+    angle = np.deg2rad(30)
+    matrix = np.array([np.cos(angle), np.sin(angle), 0, -np.sin(angle), np.cos(angle), 0, 0, 0, 1]) * 65536
+    with caplog.at_level(logging.WARNING):
+        assert orient(PICTURE, matrix.astype(np.int32), "tilted.mp4") is PICTURE
+    assert "tilted.mp4: rotation of 30 degrees is not a quarter turn" in caplog.text
+
+
+def test_non_square_pixels_are_shown_at_their_display_aspect(tmp_path):
+    path = tmp_path / "anamorphic.mp4"  # 32x48 stored, pixels twice as wide as tall: shown 64x48
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 32, 48, "yuv444p"
+        stream.codec_context.sample_aspect_ratio = Fraction(2)
+        for frame in PICTURE[None, :, ::2].repeat(3, 0):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+    frames, info = load_video(path, lambda info: [0])
+    assert info.sample_aspect_ratio == 2 and (info.width, info.height) == (32, 48)
+    assert frames.shape == (1, 48, 64, 3)
+    assert np.abs(frames[0].astype(int) - PICTURE).mean() < 12
+
+
+# ---------------------------------------------------------------------------------------------------- streams
+
+
+@pytest.mark.parametrize("default", [0, 1])
+def test_the_default_video_stream_is_the_one_decoded(tmp_path, default):
+    path = tmp_path / "two_angles.mkv"
+    write_two_video_streams(path, indexed_frames(10), indexed_frames(10, offset=100), default)
+    frames, _ = load_video(path, lambda info: [0, 9])
+    assert read_indices(frames) == ([0, 9] if default == 0 else [100, 109])
+
+
+# ---------------------------------------------------------------------------------------------------- bad inputs
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path.name}: is a directory, not a video file"):
+        load_video(tmp_path)
+    out = StretchySnakeVideoProcessor(on_error="skip")([tmp_path], num_frames=2, size=16)
+    assert out["skipped_indices"] == [0] and "is a directory" in out["skipped_errors"][0]
+
+
+def test_a_file_opened_in_text_mode_is_refused_with_its_name(formats):
+    with open(formats["mpeg2.ts"]) as text_file, pytest.raises(VideoDecodeError, match="mpeg2.ts.*text mode.*'rb'"):
+        load_video(text_file)
+    with pytest.raises(VideoDecodeError, match="StringIO.*text mode"):
+        load_video(io.StringIO("not a video"))
+    with open(formats["mpeg2.ts"], "rb") as binary_file:
+        assert read_indices(load_video(binary_file, lambda info: [3])[0]) == [3]

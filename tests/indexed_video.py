@@ -51,6 +51,17 @@ def _encode(container, stream, frames: np.ndarray) -> None:
     container.mux(stream.encode())
 
 
+def _encode_silence(container, audio, seconds: float) -> None:
+    samples = audio.codec_context.frame_size or 1152
+    for pts in range(0, int(seconds * audio.codec_context.sample_rate), samples):
+        frame = av.AudioFrame(format=audio.codec_context.format.name, layout="mono", samples=samples)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate, frame.pts = audio.codec_context.sample_rate, pts
+        container.mux(audio.encode(frame))
+    container.mux(audio.encode())
+
+
 def write_oriented(path: Path, frames: np.ndarray, degrees: int, hflip: bool = False, codec: str = "libx264") -> None:
     """A clip stored as `frames` with a display matrix: turn `degrees` counter-clockwise, then mirror (as phones do)."""
     with av.open(str(path), "w") as container:
@@ -66,14 +77,7 @@ def write_with_audio(path: Path, frames: np.ndarray, fps: float, codec: str, aud
         video.codec_context.gop_size = 12
         audio = container.add_stream(audio_codec, rate=44100)
         _encode(container, video, frames)
-        samples = audio.codec_context.frame_size or 1152
-        for pts in range(0, int(audio_seconds * 44100), samples):
-            frame = av.AudioFrame(format=audio.codec_context.format.name, layout="mono", samples=samples)
-            for plane in frame.planes:
-                plane.update(bytes(plane.buffer_size))
-            frame.sample_rate, frame.pts = 44100, pts
-            container.mux(audio.encode(frame))
-        container.mux(audio.encode())
+        _encode_silence(container, audio, audio_seconds)
 
 
 def write_two_video_streams(path: Path, first: np.ndarray, second: np.ndarray, default: int) -> None:
@@ -126,3 +130,16 @@ def decode_all_single_threaded(path: Path) -> list[int]:
                 continue
             indices += [read_indices(frame.to_ndarray(format="rgb24")[None])[0] for frame in frames]
     return indices
+
+
+def write_song_with_cover_art(path: Path) -> None:
+    """An mp4 with one audio track and album art (an mjpeg picture marked as an attached picture), no video."""
+    with av.open(str(path), "w") as container:
+        art = container.add_stream("mjpeg")
+        art.width, art.height, art.pix_fmt = 32, 32, "yuvj420p"
+        art.disposition = av.stream.Disposition.attached_pic
+        audio = container.add_stream("aac", rate=44100)
+        picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+        for packet in [*art.encode(picture), *art.encode()]:
+            container.mux(packet)
+        _encode_silence(container, audio, 1.0)

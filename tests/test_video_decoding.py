@@ -22,6 +22,7 @@ from indexed_video import (
     read_indices,
     remux,
     write_oriented,
+    write_song_with_cover_art,
     write_two_video_streams,
     write_with_audio,
 )
@@ -247,6 +248,17 @@ def test_the_default_video_stream_is_the_one_decoded(tmp_path, default):
     write_two_video_streams(path, indexed_frames(10), indexed_frames(10, offset=100), default)
     frames, _ = load_video(path, lambda info: [0, 9])
     assert read_indices(frames) == ([0, 9] if default == 0 else [100, 109])
+
+
+def test_album_art_is_not_a_video(tmp_path):
+    path = tmp_path / "song.m4a.mp4"
+    write_song_with_cover_art(path)
+    with av.open(str(path)) as container:
+        assert len(container.streams.video) == 1  # FFmpeg lists the picture as a video stream
+    with pytest.raises(
+        VideoDecodeError, match=r"song.m4a.mp4: has no video stream \(streams found: cover art, audio\)"
+    ):
+        load_video(path)
 
 
 # ---------------------------------------------------------------------------------------------------- bad inputs

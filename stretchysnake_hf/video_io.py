@@ -168,10 +168,13 @@ def _scan_end(container: av.container.InputContainer, stream: av.VideoStream) ->
     lookback = 2.0
     while True:
         from_start = end - lookback <= start
+        if not from_start:
+            try:
+                container.seek(int((end - lookback) / stream.time_base), backward=True, stream=stream)
+            except av.error.FFmpegError:
+                from_start = True
         if from_start:
             _rewind(container)
-        else:
-            container.seek(int((end - lookback) / stream.time_base), backward=True, stream=stream)
         last, data_end = None, -math.inf
         try:
             for packet in container.demux():

@@ -95,7 +95,7 @@ def _check_source(source: Any, name: str) -> None:
             raise IsADirectoryError(f"{name}: is a directory, not a video file")
         if not path.is_file():
             raise FileNotFoundError(f"{name}: video file not found")
-    elif isinstance(source, io.TextIOBase) or "b" not in getattr(source, "mode", "b"):
+    elif isinstance(source, io.TextIOBase):
         raise VideoDecodeError(f"{name}: the file object is open in text mode; open the video with mode 'rb'")
 
 

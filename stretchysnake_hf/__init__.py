@@ -2,6 +2,7 @@
 """StretchySnake for Hugging Face transformers: a VideoMamba video SSM that runs at any length and resolution."""
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForVideoClassification
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
 from .configuration_stretchysnake import StretchySnakeConfig
 from .inference import predict
@@ -19,6 +20,14 @@ AutoModelForVideoClassification.register(StretchySnakeConfig, StretchySnakeForVi
 AutoImageProcessor.register(
     StretchySnakeConfig,
     image_processor_classes={"pil": StretchySnakeVideoProcessor, "torchvision": StretchySnakeVideoProcessor},
+    exist_ok=True,
+)
+# pipeline("video-classification", model=DIR) also asks AutoVideoProcessor (this module's class: the top-level
+# `transformers.AutoVideoProcessor` is a placeholder without torchvision). It reads the folder's AutoImageProcessor
+# auto_map as remote code, so unless it knows the class here it stops at the 15 s "run custom code? [y/N]" prompt.
+AutoVideoProcessor.register(
+    StretchySnakeConfig,
+    video_processor_classes={"pil": StretchySnakeVideoProcessor, "torchvision": StretchySnakeVideoProcessor},
     exist_ok=True,
 )
 # save_pretrained/push_to_hub then write `auto_map` and copy the code files: folders load with trust_remote_code=True.

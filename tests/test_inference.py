@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import huggingface_hub.constants
 import numpy as np
@@ -13,7 +16,7 @@ from transformers import pipeline
 import stretchysnake_hf
 from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
 from stretchysnake_hf.cli import main
-from stretchysnake_hf.video_io import VideoDecodeError, load_video, write_video
+from stretchysnake_hf.video_io import VideoDecodeError, write_video
 
 LABELS = {0: "archery", 1: "bowling", 2: "juggling"}
 
@@ -129,14 +132,64 @@ def test_video_classification_pipeline_with_the_processor_as_video_processor(mod
 
 
 def test_video_classification_pipeline_from_the_folder_alone(model_dir, video):
-    # Loaded through AutoImageProcessor: the pipeline decodes the first num_frames frames itself, then calls us.
+    # AutoVideoProcessor finds the registered processor, so the pipeline hands it the file, as the recommended form.
     classifier = pipeline("video-classification", model=str(model_dir))
-    assert type(classifier.image_processor) is StretchySnakeVideoProcessor
-    results = classifier(str(video), top_k=2)
-    first_frames, _ = load_video(video, lambda info: range(4))
-    scores = _manual_scores(model_dir, list(first_frames))
-    best = scores.argsort(descending=True)[:2].tolist()
-    assert_same_predictions(results, [{"score": float(scores[i]), "label": LABELS[i]} for i in best])
+    assert type(classifier.video_processor) is StretchySnakeVideoProcessor
+    results = classifier(str(video), top_k=3)
+    assert_same_predictions(results, stretchysnake_hf.predict(video, model=model_dir, top_k=3))
+
+
+# Run in a subprocess with stdin closed, so transformers' "run custom code? [y/N]" prompt would show in the output
+# (and, at a terminal, wait 15 s). Either imports the package first, or hides it and passes trust_remote_code=True.
+PIPELINE_SCRIPT = """
+import importlib.abc
+import json
+import sys
+
+
+class HideStretchySnake(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "stretchysnake_hf":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+
+folder, video, how = sys.argv[1:]
+if how == "import":
+    import stretchysnake_hf  # noqa: F401
+else:
+    sys.meta_path.insert(0, HideStretchySnake())
+from transformers import pipeline
+
+classifier = pipeline("video-classification", model=folder, **({} if how == "import" else {"trust_remote_code": True}))
+print("PROCESSOR", type(classifier.video_processor).__module__, type(classifier.video_processor).__name__)
+if how == "import":  # (remote code compiles its own copy of the numba kernels: ~10 s; test_remote_code runs it)
+    print("RESULTS", json.dumps(classifier(video, top_k=3)))
+"""
+
+
+@pytest.mark.parametrize("how", ["import", "trust_remote_code"])
+def test_video_classification_pipeline_never_prompts(model_dir, video, tmp_path, how):
+    expected = stretchysnake_hf.predict(video, model=model_dir, top_k=3)  # first, so the numba kernels are cached
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", PIPELINE_SCRIPT, str(model_dir), str(video), how],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=10,  # the prompt waits 15 s
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "custom code" not in output and "[y/N]" not in output
+    lines = dict(
+        line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("PROCESSOR", "RESULTS"))
+    )
+    module = "stretchysnake_hf." if how == "import" else "transformers_modules."
+    assert lines["PROCESSOR"].startswith(module) and lines["PROCESSOR"].endswith(" StretchySnakeVideoProcessor")
+    if how == "import":
+        assert_same_predictions(json.loads(lines["RESULTS"]), expected)
 
 
 def test_processor_gives_the_reason_of_each_skipped_video(video, broken_video, tmp_path):

@@ -73,6 +73,8 @@ def predict(
     [[{'label': 'juggling', 'score': 0.91}], {'error': 'broken.mp4: cannot be opened as a video (...)'}]
     ```
     """
+    if on_error not in (None, "raise", "skip"):
+        raise ValueError(f"on_error must be 'raise', 'skip' or None, got {on_error!r}")
     path = None
     if not isinstance(model, StretchySnakeForVideoClassification):
         path, model = model, StretchySnakeForVideoClassification.from_pretrained(model)
@@ -83,6 +85,7 @@ def predict(
         model.to(device)
 
     single = is_single_video(videos)
+    videos = [videos] if single else list(videos)
     inputs = processor(
         videos,
         num_frames=num_frames,
@@ -93,9 +96,8 @@ def predict(
         on_error=on_error or processor.on_error,
     )
     failures = dict(zip(inputs.get("skipped_indices", []), inputs.get("skipped_errors", []), strict=True))
-    num_videos = 1 if single else len(videos)
     predictions: list[Predictions] = []
-    if len(failures) < num_videos:  # not every video failed: no forward pass on an empty batch
+    if len(failures) < len(videos):  # not every video failed: no forward pass on an empty batch
         pixel_values = inputs["pixel_values"].to(model.device, model.dtype)
         with torch.no_grad():
             logits = model(pixel_values, patch_size=inputs.get("patch_size")).logits
@@ -107,5 +109,5 @@ def predict(
             for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
         ]
     decoded = iter(predictions)
-    results = [{"error": failures[i]} if i in failures else next(decoded) for i in range(num_videos)]
+    results = [{"error": failures[i]} if i in failures else next(decoded) for i in range(len(videos))]
     return results[0] if single else results

@@ -107,6 +107,11 @@ def test_predict_a_list_gives_one_result_per_video(model_dir, video):
     results = stretchysnake_hf.predict([video, video.read_bytes()], model=model, top_k=1)
     assert len(results) == 2
     assert_same_predictions(results[0], results[1])
+    from_a_generator = stretchysnake_hf.predict((path for path in [video, video]), model=model, top_k=1)
+    assert len(from_a_generator) == 2
+    assert_same_predictions(from_a_generator[1], results[0])
+    with pytest.raises(ValueError, match="on_error"):
+        stretchysnake_hf.predict(video, model=model, on_error="ignore")
 
 
 def test_cli_prints_predictions(model_dir, video, capsys):

@@ -137,7 +137,7 @@ def test_video_classification_pipeline_with_the_processor_as_video_processor(mod
 
 
 def test_video_classification_pipeline_from_the_folder_alone(model_dir, video):
-    # AutoVideoProcessor finds the registered processor, so the pipeline hands it the file, as the recommended form.
+    # AutoVideoProcessor finds the registered processor, so the pipeline hands it the file, as with video_processor=.
     classifier = pipeline("video-classification", model=str(model_dir))
     assert type(classifier.video_processor) is StretchySnakeVideoProcessor
     results = classifier(str(video), top_k=3)

@@ -359,27 +359,29 @@ def _frames_from(
     info: VideoInfo,
     target: float,
     damaged: list[str],
-) -> Iterator[av.VideoFrame]:
-    """Frames from the one shown at `target` (seconds) or earlier on, after a seek checked to land there.
+) -> tuple[Iterator[av.VideoFrame], bool]:
+    """Frames from the one shown at `target` (seconds) or earlier on, after a seek checked to land there, and whether
+    seeking failed (then the file is decoded from its start, and later targets should be reached without seeking).
 
     A backward seek can land after its target: MPEG-TS/PS seek by binary search on timestamps, not to keyframes, and
     the leading frames of an open GOP's keyframe cannot be decoded after a seek to it. So the first decoded frame is
     compared with the target and the seek retried further back (`SEEK_RETRY_SECONDS`, doubling), and last of all the
     file is decoded from its start. Targets near the start decode from the start without seeking.
     """
-    lookback = 0.0
+    lookback, sought = 0.0, False
     while target - lookback > info.start_time + SEEK_GAP_SECONDS:
         try:
             container.seek(int((target - lookback) / stream.time_base), backward=True, stream=stream)
         except av.error.FFmpegError:
             break
+        sought = True
         frames = _decode_forward(container, stream, damaged, give_up_after=target)
         first = next(frames, None)
         if first is not None and (first.time is None or first.time <= target):
-            return itertools.chain([first], frames)
+            return itertools.chain([first], frames), False
         lookback = max(2 * lookback, SEEK_RETRY_SECONDS)
     _rewind(container)
-    return _decode_forward(container, stream, damaged)
+    return _decode_forward(container, stream, damaged), sought
 
 
 def _decode_indices(
@@ -405,7 +407,10 @@ def _decode_indices(
     for index in sorted(set(indices)):
         target = info.start_time + (index + 0.5) / info.fps
         if frames is None or (seekable and not ended and target - last_time > SEEK_GAP_SECONDS):
-            frames = _frames_from(container, stream, info, target if seekable else info.start_time, damaged)
+            frames, seeking_failed = _frames_from(
+                container, stream, info, target if seekable else info.start_time, damaged
+            )
+            seekable = seekable and not seeking_failed
             current = ahead = None
         if ahead is not None and (ahead.time is None or ahead.time <= target):
             current, ahead = ahead, None

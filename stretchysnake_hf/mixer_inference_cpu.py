@@ -1,6 +1,8 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
 """Fused CPU inference of the bidirectional Mamba mixer: numba kernels on token-major tensors, in chunks of tokens.
 
+Imported by `StretchySnakeMixer.cpu_inference_forward` on first use, never at model load (numba is optional there).
+
 `StretchySnakeMixer.slow_forward` computes the same function with autograd-friendly ops. Without gradients it
 spends most of its time and memory on layout: (batch, channels, length) transposes, flips, separate conv, silu,
 softplus, skip and gate tensors, and a scan whose exp(dt * A) is computed by numpy before the kernel. Here:
@@ -22,13 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+try:  # transformers' remote-code loader requires the packages a file imports, except inside try blocks
+    import numba
+except ImportError as error:
+    from .selective_scan import NUMBA_MISSING
+
+    raise ImportError(NUMBA_MISSING) from error
+
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
-from .selective_scan import numba_threads_per_process
+from .scan_numba import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
 _CHUNK_ELEMENTS = 2**18

@@ -18,7 +18,6 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClass
 from transformers.utils import logging
 
 from .configuration_stretchysnake import StretchySnakeConfig
-from .mixer_inference_cpu import MambaDirectionWeights, bidirectional_mamba_inference_cpu
 from .resizing import pi_resize_patch_kernel, rebase_tensor, resize_spatial_pos_embed, resize_temporal_pos_embed
 from .selective_scan import causal_conv1d, cuda_kernels_available, mamba_inner_cuda, resolve_backend, selective_scan
 
@@ -301,20 +300,21 @@ class StretchySnakeMixer(nn.Module):
             A=-torch.exp(A_log.float()), D=D.float(), delta_bias=dt_proj.bias.float(),
         )  # fmt: skip
 
-    def _direction_weights(
-        self, conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: nn.Parameter, D: nn.Parameter
-    ) -> MambaDirectionWeights:
-        return MambaDirectionWeights(
-            conv1d.weight[:, 0], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, -torch.exp(A_log), D
-        )
-
     def cpu_inference_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """`slow_forward` without autograd, fused on CPU (see `mixer_inference_cpu`); float32 only."""
+        """`slow_forward` without autograd, fused on CPU (see `mixer_inference_cpu`, which needs numba and is
+        imported here, on first use); float32 only."""
+        from .mixer_inference_cpu import MambaDirectionWeights, bidirectional_mamba_inference_cpu
+
+        def direction_weights(conv1d, x_proj, dt_proj, A_log, D) -> MambaDirectionWeights:
+            return MambaDirectionWeights(
+                conv1d.weight[:, 0], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, -torch.exp(A_log), D
+            )
+
         return bidirectional_mamba_inference_cpu(
             hidden_states,
             self.in_proj.weight,
-            self._direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
-            self._direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
+            direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+            direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
             self.out_proj.weight,
         )
 

@@ -20,9 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
+
+try:  # transformers' remote-code loader requires the packages a file imports, except inside try blocks
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic, overload
+except ImportError as error:
+    from .selective_scan import NUMBA_MISSING
+
+    raise ImportError(NUMBA_MISSING) from error
 
 try:
     import fcntl

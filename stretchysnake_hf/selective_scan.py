@@ -4,7 +4,8 @@
 Every backend takes mamba-ssm's arguments, computes what `selective_scan_reference` computes and returns the same:
 
 - "reference": a plain sequential loop, the oracle of the tests;
-- "numba": a fused CPU kernel, parallel over batch x channels, with a hand-written reverse-time backward;
+- "numba": a fused CPU kernel, parallel over batch x channels, with a hand-written reverse-time backward
+  (`scan_numba`, imported on first use, so this module and the model load without numba);
 - "chunked": portable pure torch, a loop over chunks with a log-depth scan inside each chunk;
 - "cuda": mamba-ssm's `selective_scan_fn`, imported on first use (it needs a GPU to build and import).
 
@@ -15,26 +16,22 @@ keep the state at chunk boundaries and recompute a chunk's states when the backw
 from __future__ import annotations
 
 import functools
-import os
+import importlib.util
 from collections.abc import Callable
 from contextlib import nullcontext
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.amp import is_autocast_available
 from transformers.utils import logging
 
-try:
-    import numba
-except ImportError:  # the "numba" backend is then unavailable and "auto" runs "chunked" on CPU
-    numba = None
-
 logger = logging.get_logger(__name__)
 
 SCAN_BACKENDS = ("auto", "reference", "numba", "chunked", "cuda")
 
-# Elements of a chunk's (batch, channels, steps, d_state) tensors, which sets the steps per chunk (`_chunk_length`).
+NUMBA_MISSING = "The 'numba' scan backend and the fused CPU inference need numba: `pip install numba`."
+
+# Elements of a chunk's (batch, channels, steps, d_state) tensors, which sets the steps per chunk (`scan_chunk_length`).
 _CHUNK_ELEMENTS = 2**20
 
 
@@ -84,13 +81,13 @@ def selective_scan_reference(
     return y.to(dtype_in)
 
 
-def _chunk_length(batch: int, channels: int, state_size: int, longest: int) -> int:
+def scan_chunk_length(batch: int, channels: int, state_size: int, longest: int) -> int:
     """Steps per chunk of the fast backends: about `_CHUNK_ELEMENTS` per (batch, channels, steps, d_state) tensor, as a
     multiple of 64 between 64 and `longest`. More steps mean fewer Python-level iterations, fewer mean less memory."""
     return min(max(_CHUNK_ELEMENTS // (batch * channels * state_size) // 64 * 64, 64), longest)
 
 
-def _gated_scan(
+def gated_scan(
     scan_core: Callable[..., torch.Tensor],
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -125,187 +122,6 @@ def _gated_scan(
     return y.to(dtype_in)
 
 
-if numba is not None:
-    from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
-
-    @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-    def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
-        """Advances `state` (b d n) through steps [start, stop) and writes y_t = <h_t, C_t> into y.
-
-        u, dt, y (b d l); A (d n); B, C (b l n). One thread per (batch, channel).
-        """
-        batch, channels, state_size = state.shape
-        for index in numba.prange(batch * channels):
-            b, d = index // channels, index % channels
-            h, A_d = state[b, d], A[d]
-            for t in range(start, stop):
-                dt_t = dt[b, d, t]
-                dt_u = dt_t * u[b, d, t]
-                B_t, C_t = B[b, t], C[b, t]
-                y_t = 0.0
-                for n in range(state_size):
-                    h[n] = fast_exp(dt_t * A_d[n]) * h[n] + dt_u * B_t[n]
-                    y_t += h[n] * C_t[n]
-                y[b, d, t] = y_t
-
-    @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-    def _scan_chunk_backward(
-        u, dt, A, B, C, start, stop, state, grad_y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
-    ):
-        """Reverse-time scan through steps [start, stop), whose states are recomputed from `state` (b d n), the
-        state before the chunk. Arguments as in `_scan_chunk_forward`, and:
-
-        grad_state (b d n): exp(dt_{t+1} A) g_h_{t+1} after the chunk on entry, at its first step on return, where
-        g_h_t = g_y_t C_t + exp(dt_{t+1} A) g_h_{t+1}. grad_u, grad_dt (b d l): written for these steps.
-        grad_A (b d n, float64): accumulated per batch element. grad_B, grad_C (b groups l n): accumulated per
-        channel group; one thread per (batch, group) walks its channels, so no two threads write the same element.
-        """
-        batch, channels, state_size = state.shape
-        steps = stop - start
-        groups = grad_B.shape[1]
-        for index in numba.prange(batch * groups):
-            b, group = index // groups, index % groups
-            states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{stop-1}
-            decays = np.empty((steps, state_size), dtype=u.dtype)  # exp(dt_t A) of the chunk's steps
-            for d in range(group, channels, groups):
-                A_d = A[d]
-                states[0, :] = state[b, d, :]
-                for i in range(steps):
-                    t = start + i
-                    dt_t = dt[b, d, t]
-                    dt_u = dt_t * u[b, d, t]
-                    for n in range(state_size):
-                        decays[i, n] = fast_exp(dt_t * A_d[n])
-                        states[i + 1, n] = decays[i, n] * states[i, n] + dt_u * B[b, t, n]
-                for i in range(steps - 1, -1, -1):
-                    t = start + i
-                    grad_y_t, dt_t, u_t = grad_y[b, d, t], dt[b, d, t], u[b, d, t]
-                    grad_dt_u = 0.0  # gradient of dt_t * u_t
-                    grad_dt_t = 0.0
-                    for n in range(state_size):
-                        grad_h = grad_state[b, d, n] + grad_y_t * C[b, t, n]
-                        grad_C[b, group, t, n] += grad_y_t * states[i + 1, n]
-                        grad_B[b, group, t, n] += grad_h * dt_t * u_t
-                        grad_dt_u += grad_h * B[b, t, n]
-                        grad_decay = grad_h * states[i, n] * decays[i, n]  # d/d(dt A) of exp(dt A) h_{t-1}
-                        grad_dt_t += grad_decay * A_d[n]
-                        grad_A[b, d, n] += grad_decay * dt_t
-                        grad_state[b, d, n] = grad_h * decays[i, n]
-                    grad_u[b, d, t] = grad_dt_u * dt_t
-                    grad_dt[b, d, t] = grad_dt_t + grad_dt_u * u_t
-
-    @compiled_once_under_lock
-    def _compile_scan_kernels() -> None:
-        """Calls both numba scan kernels on tiny float32 and float64 inputs of the layouts that
-        `SelectiveScanNumbaFn` uses."""
-        batch, channels, length, state_size = 1, 4, 3, 2
-        for dtype in (np.float32, np.float64):
-            u, dt, y, grad_u, grad_dt = (np.zeros((batch, channels, length), dtype) for _ in range(5))
-            A, state, grad_state = (
-                np.zeros((channels, state_size), dtype),
-                *(np.zeros((batch, channels, state_size), dtype) for _ in range(2)),
-            )
-            B, C = (np.zeros((batch, length, state_size), dtype) for _ in range(2))
-            grad_A = np.zeros((batch, channels, state_size), np.float64)
-            grad_B, grad_C = (np.zeros((batch, 1, length, state_size), dtype) for _ in range(2))
-            _scan_chunk_forward(u, dt, A, B, C, 0, length, state, y)
-            _scan_chunk_backward(
-                u, dt, A, B, C, 0, length, state, y, grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C
-            )
-
-
-@functools.cache
-def numba_threads_per_process() -> int:
-    """numba threads for this process: its share of the cores when a launcher (torchrun, `accelerate launch`) started
-    `LOCAL_WORLD_SIZE` processes on this machine, at most `NUMBA_NUM_THREADS`. OpenMP threads that outnumber the
-    cores spin against each other: two 2-thread processes on 2 cores ran the Ti-size scan 9x slower (220 ms instead
-    of 24) than with one thread each (30 ms)."""
-    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // local_processes))
-
-
-class SelectiveScanNumbaFn(torch.autograd.Function):
-    """y_t = <h_t, C_t> of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t on CPU: u, dt, y (B D L); A (D N); B, C (B N L).
-
-    The recurrence runs in fused numba kernels, one chunk of steps per call, with the decays exp(dt A) computed in
-    the kernels by `fast_exp`. The backward is a hand-written reverse-time scan. Saved for it: the inputs and the state before every chunk
-    (B D L/chunk N); a chunk's states are recomputed when the backward reaches it. Takes contiguous float32 or float64
-    tensors of one dtype (see `_gated_scan`).
-    """
-
-    @staticmethod
-    def _chunks(shape: tuple[int, ...], state_size: int) -> list[tuple[int, int]]:
-        """(start, stop) of the chunks of steps that the kernels process per call."""
-        batch, channels, length = shape
-        steps = _chunk_length(batch, channels, state_size, longest=1024)
-        return [(start, min(start + steps, length)) for start in range(0, length, steps)]
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        u: torch.Tensor,
-        dt: torch.Tensor,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        C: torch.Tensor,
-    ) -> torch.Tensor:
-        _compile_scan_kernels()
-        numba.set_num_threads(numba_threads_per_process())  # per calling thread, so in forward and backward
-        batch, channels, length = u.shape
-        B_t, C_t = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (B L N): B_t read at each step
-        y = torch.empty_like(u)
-        state = u.new_zeros(batch, channels, A.shape[1])
-        chunks = SelectiveScanNumbaFn._chunks(u.shape, A.shape[1])
-        checkpoints = u.new_empty(len(chunks), batch, channels, A.shape[1])
-        u_np, dt_np, A_np, B_np, C_np = (t.detach().numpy() for t in (u, dt, A, B_t, C_t))
-        for chunk, (start, stop) in enumerate(chunks):
-            checkpoints[chunk] = state
-            _scan_chunk_forward(u_np, dt_np, A_np, B_np, C_np, start, stop, state.numpy(), y.numpy())
-        ctx.save_for_backward(u, dt, A, B_t, C_t, checkpoints)
-        return y
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        u, dt, A, B_t, C_t, checkpoints = ctx.saved_tensors
-        numba.set_num_threads(numba_threads_per_process())
-        batch, channels, length = u.shape
-        # one (B L N) accumulator per thread for grad_B and grad_C, but never more than a quarter of the channels'
-        groups = max(1, min(channels // 4, numba.get_num_threads()))
-        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
-        grad_state = u.new_zeros(batch, channels, A.shape[1])
-        grad_A = torch.zeros(batch, channels, A.shape[1], dtype=torch.float64)
-        grad_B, grad_C = (u.new_zeros(batch, groups, length, A.shape[1]) for _ in range(2))
-        u_np, dt_np, A_np, B_np, C_np = (t.detach().numpy() for t in (u, dt, A, B_t, C_t))
-        grad_y = grad_y.to(u.dtype).contiguous().numpy()
-        outputs = [t.numpy() for t in (grad_state, grad_u, grad_dt, grad_A, grad_B, grad_C)]
-        for chunk, (start, stop) in reversed(list(enumerate(SelectiveScanNumbaFn._chunks(u.shape, A.shape[1])))):
-            _scan_chunk_backward(
-                u_np, dt_np, A_np, B_np, C_np, start, stop, checkpoints[chunk].numpy(), grad_y, *outputs
-            )
-        return (
-            grad_u,
-            grad_dt,
-            grad_A.sum(0).to(A.dtype),
-            grad_B.sum(1).transpose(1, 2),
-            grad_C.sum(1).transpose(1, 2),
-        )
-
-
-def selective_scan_numba_fn(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
-    """`selective_scan_reference` on CPU tensors by fused numba kernels; same arguments and return."""
-    return _gated_scan(SelectiveScanNumbaFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-
-
 def _linear_scan(decay: torch.Tensor, drive: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     """h_t = decay_t h_{t-1} + drive_t along dim 2 of (B D K N) tensors, h_{-1} = state (B D N); returns h (B D K N).
 
@@ -325,7 +141,7 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
     """y_t = <h_t, C_t> of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t in portable torch: u, dt, y (B D L); A (D N);
     B, C (B N L).
 
-    A loop over chunks of K steps (`_chunk_length`, at most 256), each scanned by `_linear_scan`. The backward is
+    A loop over chunks of K steps (`scan_chunk_length`, at most 256), each scanned by `_linear_scan`. The backward is
     written out: per chunk, in reverse, it recomputes the chunk's states from the state saved before it, runs the
     reverse recurrence g_h_t = g_y_t C_t + exp(dt_{t+1} A) g_h_{t+1} with the same scan, and forms the gradients.
     Saved: the inputs and one (B D N) state per chunk; the (B D K N) tensors exist for one chunk at a time.
@@ -335,7 +151,7 @@ class SelectiveScanChunkedFn(torch.autograd.Function):
     def _chunks(shape: tuple[int, ...], state_size: int) -> list[slice]:
         """The chunks of steps, as slices of the length axis."""
         batch, channels, length = shape
-        steps = _chunk_length(batch, channels, state_size, longest=256)
+        steps = scan_chunk_length(batch, channels, state_size, longest=256)
         return [slice(start, start + steps) for start in range(0, length, steps)]
 
     @staticmethod
@@ -405,7 +221,7 @@ def selective_scan_chunked_fn(
     delta_softplus: bool = False,
 ) -> torch.Tensor:
     """`selective_scan_reference` in portable torch, a loop over chunks vectorized inside; same arguments and return."""
-    return _gated_scan(SelectiveScanChunkedFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return gated_scan(SelectiveScanChunkedFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
 @functools.cache
@@ -444,12 +260,36 @@ def selective_scan_cuda_fn(
     return selective_scan_fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 
+def selective_scan_numba_fn(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """`selective_scan_reference` on CPU tensors by fused numba kernels (`scan_numba`, imported on first use); same
+    arguments and return."""
+    from .scan_numba import SelectiveScanNumbaFn
+
+    return gated_scan(SelectiveScanNumbaFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
 _BACKEND_FUNCTIONS = {
     "reference": selective_scan_reference,
     "numba": selective_scan_numba_fn,
     "chunked": selective_scan_chunked_fn,
     "cuda": selective_scan_cuda_fn,
 }
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Whether numba is installed; checked without importing it (it is imported where a numba kernel runs)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def cuda_kernels_available() -> bool:
@@ -470,7 +310,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if device.type == "cuda" and _mamba_ssm_kernels() is not None:
             resolved = "cuda"
-        elif device.type == "cpu" and numba is not None:
+        elif device.type == "cpu" and numba_available():
             resolved = "numba"
         else:
             resolved = "chunked"
@@ -483,8 +323,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         logger.info_once(f"Selective scan on {device.type}: using the {resolved!r} backend.")
         return resolved
     if backend == "numba":
-        if numba is None:
-            raise ImportError("The 'numba' scan backend needs numba: `pip install numba`.")
+        if not numba_available():
+            raise ImportError(NUMBA_MISSING)
         if device.type != "cpu":
             raise ValueError(f"The 'numba' scan backend runs on CPU tensors; got tensors on {device}.")
     if backend == "cuda":

@@ -15,9 +15,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+
+try:  # decoding needs PyAV; the processor's in-memory videos (arrays, frames) do not
+    import av
+    from av.video.reformatter import VideoReformatter
+except ImportError:
+    av = VideoReformatter = None
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,11 @@ SEEK_RETRY_SECONDS = 1.0
 
 class VideoDecodeError(ValueError):
     """A video could not be decoded. The message names the file and the problem."""
+
+
+def _require_pyav() -> None:
+    if av is None:
+        raise ImportError("Reading and writing video files needs PyAV: `pip install av`.")
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,7 @@ def open_video(
         IsADirectoryError: the path is a folder.
         VideoDecodeError: the data is not a readable container, has no video stream, or is a text-mode file object.
     """
+    _require_pyav()
     name = source_name(source)
     _check_source(source, name)
     if isinstance(source, bytes | bytearray | memoryview):
@@ -510,6 +520,7 @@ def write_video(
         gop_size: frames between keyframes.
         options: extra encoder options, e.g. `{"preset": "ultrafast", "crf": "30"}`.
     """
+    _require_pyav()
     container = av.open(os.fspath(path), mode="w")
     try:
         stream = None

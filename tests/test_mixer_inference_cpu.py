@@ -12,7 +12,6 @@ from conftest import tiny_config
 
 from stretchysnake_hf import StretchySnakeForVideoClassification
 from stretchysnake_hf import mixer_inference_cpu as fused_ops
-from stretchysnake_hf import modeling_stretchysnake as modeling
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
 from stretchysnake_hf.numba_math import fast_exp
 
@@ -93,13 +92,13 @@ def test_fused_mixer_equals_the_autograd_path_and_does_not_depend_on_the_chunk_s
 
 def _count_fused_calls(monkeypatch) -> list[int]:
     calls = []
-    fused = modeling.bidirectional_mamba_inference_cpu
+    fused = fused_ops.bidirectional_mamba_inference_cpu
 
     def spy(*args, **kwargs):
         calls.append(1)
         return fused(*args, **kwargs)
 
-    monkeypatch.setattr(modeling, "bidirectional_mamba_inference_cpu", spy)
+    monkeypatch.setattr(fused_ops, "bidirectional_mamba_inference_cpu", spy)
     return calls
 
 

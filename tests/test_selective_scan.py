@@ -198,18 +198,20 @@ def test_bf16_autocast_training_step_tracks_the_float32_step(backend):
 def test_numba_takes_its_process_share_of_the_cores(monkeypatch):
     """Under a launcher with LOCAL_WORLD_SIZE processes per machine, each scan runs on cores // processes threads."""
     numba = pytest.importorskip("numba")
+    from stretchysnake_hf import scan_numba
+
     default = numba.get_num_threads()
-    monkeypatch.setattr(scan_ops.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(scan_numba.os, "cpu_count", lambda: 4)
     try:
         for local_processes, expected in (("2", 2), ("4", 1), ("8", 1)):
             monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
-            scan_ops.numba_threads_per_process.cache_clear()
+            scan_numba.numba_threads_per_process.cache_clear()
             expected = min(expected, numba.config.NUMBA_NUM_THREADS)
-            assert scan_ops.numba_threads_per_process() == expected
+            assert scan_numba.numba_threads_per_process() == expected
             assert_backends_agree("numba", "reference", make_inputs(1, 4, 8, 100, torch.float64), 1e-9)
             assert numba.get_num_threads() == expected
     finally:
-        scan_ops.numba_threads_per_process.cache_clear()
+        scan_numba.numba_threads_per_process.cache_clear()
         numba.set_num_threads(default)
 
 
@@ -226,7 +228,7 @@ def test_unknown_backend_raises_value_error():
 
 def test_missing_packages_raise_import_error_naming_the_install_when_asked_for(monkeypatch):
     monkeypatch.setattr(scan_ops, "_mamba_ssm_kernels", lambda: None)
-    monkeypatch.setattr(scan_ops, "numba", None)
+    monkeypatch.setattr(scan_ops, "numba_available", lambda: False)
     with pytest.raises(ImportError, match=r"pip install 'stretchysnake-hf\[cuda\]'"):
         resolve_backend("cuda", torch.device("cpu"))
     with pytest.raises(ImportError, match="pip install numba"):
@@ -243,7 +245,7 @@ def test_backends_on_the_wrong_device_raise_value_error(monkeypatch):
 
 def test_auto_falls_back_to_chunked_and_says_how_to_install(monkeypatch, caplog):
     monkeypatch.setattr(scan_ops, "_mamba_ssm_kernels", lambda: None)
-    monkeypatch.setattr(scan_ops, "numba", None)
+    monkeypatch.setattr(scan_ops, "numba_available", lambda: False)
     with caplog.at_level(logging.WARNING, logger=scan_ops.logger.name):
         assert resolve_backend("auto", torch.device("cpu")) == "chunked"
     assert resolve_backend("auto", torch.device("cuda")) == "chunked"

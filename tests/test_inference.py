@@ -183,7 +183,7 @@ def test_video_classification_pipeline_never_prompts(model_dir, video, tmp_path,
         capture_output=True,
         text=True,
         env=env,
-        timeout=10,  # the prompt waits 15 s
+        timeout=120,  # stdin is closed, so a prompt would not wait: its text in the output is what fails the test
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

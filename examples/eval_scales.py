@@ -3,10 +3,15 @@
 
     python examples/eval_scales.py --model DIR --data_dir DIR/test --frames 8 16 32 64 \
         --resolutions 96 128 224 384 [--patch_rule static_tokens|static_patch] [--patch_sizes ...] --output-dir OUT
+    python examples/eval_scales.py --model DIR --dataset_format ucf101 --data_root UCF101 --fold 1 \
+        --eval_num_clips 4 --eval_num_crops 3 ... --output-dir OUT
 
 Reports top-1/top-5 accuracy, clips per second, GFLOPs per clip (counted) and peak memory per cell, and writes
 `OUT/scales.csv`, `OUT/scales.md` and `OUT/scales.png` (the accuracy heatmap; cells outside the checkpoint's
-training sets hatched). `--data_dir` is a class-per-folder tree whose folder names are the checkpoint's labels.
+training sets hatched). `--data_dir` is a class-per-folder tree whose folder names are the checkpoint's labels;
+`--dataset_format` reads a benchmark as distributed (`stretchysnake_hf.video_datasets`), by default its official
+evaluation split, matching its classes to the checkpoint's labels by name. With several views per video
+(`--eval_num_clips` x `--eval_num_crops`) a video is scored by its softmax averaged over them.
 Runs under `accelerate launch` too: the videos are split across processes and the results gathered.
 """
 
@@ -22,12 +27,30 @@ import stretchysnake_hf  # noqa: F401  (registers the Auto classes)
 from stretchysnake_hf import StretchySnakeVideoProcessor
 from stretchysnake_hf.data import folder_dataset
 from stretchysnake_hf.evaluation import PATCH_RULES, evaluate_scales, results_markdown, save_results
+from stretchysnake_hf.video_datasets import (
+    EVALUATION_SPLITS,
+    FORMATS,
+    align_labels,
+    drop_unlabelled,
+    load_video_dataset,
+    parse_dataset_options,
+    processor_videos,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint folder (or Hub id)")
-    parser.add_argument("--data_dir", required=True, help="class-per-folder evaluation videos")
+    parser.add_argument("--data_dir", help="class-per-folder evaluation videos (or --dataset_format)")
+    parser.add_argument("--dataset_format", choices=list(FORMATS), help="a benchmark in its own format")
+    parser.add_argument("--data_root", help="the folder of the --dataset_format benchmark")
+    parser.add_argument("--fold", type=int, default=1, help="its official fold (UCF-101/HMDB-51 1-3, ...)")
+    parser.add_argument("--split", default=None, help="its split (default: its official evaluation split)")
+    parser.add_argument(
+        "--dataset_options", nargs="+", default=None, metavar="KEY=VALUE", help="e.g. split_scheme=vis4mer"
+    )
+    parser.add_argument("--eval_num_clips", type=int, default=1, help="clips per video (test protocols: 4; COIN 10)")
+    parser.add_argument("--eval_num_crops", type=int, default=1, help="square crops per clip (test protocols: 3)")
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64], help="frame counts (columns)")
     parser.add_argument(
         "--resolutions", type=int, nargs="+", default=[96, 128, 224, 384], help="frame sides in pixels (rows)"
@@ -50,23 +73,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max_tokens", type=int, default=None, help="token budget of one forward pass; larger cells are reported"
     )
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="where results go")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.data_dir is None) == (args.dataset_format is None):
+        parser.error("give either --data_dir or --dataset_format (with --data_root)")
+    if args.dataset_format is not None and args.data_root is None:
+        parser.error("--dataset_format needs --data_root")
+    return args
 
 
 def main(argv: list[str] | None = None) -> list:
     args = parse_args(argv)
     state = PartialState()
     model = AutoModelForVideoClassification.from_pretrained(args.model).to(state.device)
+    views = {"num_clips": args.eval_num_clips, "num_crops": args.eval_num_crops}
     if Path(args.model, "preprocessor_config.json").is_file():
-        processor = StretchySnakeVideoProcessor.from_pretrained(args.model)
+        processor = StretchySnakeVideoProcessor.from_pretrained(args.model, **views)
     else:
-        processor = StretchySnakeVideoProcessor()
+        processor = StretchySnakeVideoProcessor(**views)
     class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    dataset = folder_dataset(args.data_dir, class_names)
+    if args.dataset_format is None:
+        dataset, data = folder_dataset(args.data_dir, class_names), args.data_dir
+    else:
+        split = args.split or EVALUATION_SPLITS[args.dataset_format]
+        options = parse_dataset_options(args.dataset_options)
+        dataset = load_video_dataset(args.dataset_format, args.data_root, split, args.fold, **options)
+        dataset = drop_unlabelled(align_labels(dataset, class_names))
+        data = f"{args.dataset_format} {split} (fold {args.fold})"
     results = evaluate_scales(
         {Path(args.model).name: model},
         processor,
-        dataset["video"],
+        processor_videos(dataset),
         dataset["label"],
         args.frames,
         args.resolutions,
@@ -77,7 +113,7 @@ def main(argv: list[str] | None = None) -> list:
         max_tokens=args.max_tokens,
     )
     if state.is_main_process:
-        paths = save_results(results, args.output_dir, f"{Path(args.model).name} on {args.data_dir}")
+        paths = save_results(results, args.output_dir, f"{Path(args.model).name} on {data}")
         print(results_markdown(results))
         print("Wrote " + ", ".join(str(path) for path in paths.values()))
     return results

@@ -5,6 +5,10 @@ Runs as `python examples/train_flex.py ...` or `accelerate launch examples/train
 config: CPU, one or several GPUs, several nodes, FSDP). Each optimizer step trains at the scale the flexible
 schedule picks for it (the same on every process, replayed on resume); evaluation runs at one fixed scale.
 
+Data: class-per-folder trees (`--train_dir/--validation_dir`), a `datasets` dataset (`--dataset_name`), or a benchmark
+as distributed, with its official fold, splits and label order (`--dataset_format ucf101 --data_root DIR --fold 1`;
+formats: `stretchysnake_hf.video_datasets`).
+
 Example, on the generated action dataset (`python -m stretchysnake_hf.synthetic --output-dir data`):
 
     python examples/train_flex.py --preset tiny --config_overrides hidden_size=64,num_hidden_layers=4 \
@@ -18,6 +22,7 @@ Example, on the generated action dataset (`python -m stretchysnake_hf.synthetic 
 from __future__ import annotations
 
 import ast
+import copy
 import logging
 import os
 import sys
@@ -45,6 +50,15 @@ from stretchysnake_hf.flexible_training import (
     ScaleSampler,
 )
 from stretchysnake_hf.model_card import render_model_card
+from stretchysnake_hf.video_datasets import (
+    EVALUATION_SPLITS,
+    FORMATS,
+    align_labels,
+    drop_unlabelled,
+    load_video_dataset,
+    parse_dataset_options,
+    processor_videos,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +88,24 @@ class DataArguments:
         default=None, metadata={"help": "A `datasets` name or local folder (instead of the *_dir arguments)."}
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of `dataset_name`."})
-    train_split: str = field(default="train", metadata={"help": "Training split of `dataset_name`."})
-    validation_split: str | None = field(default="validation", metadata={"help": "Validation split, if any."})
+    dataset_format: str | None = field(
+        default=None,
+        metadata={"help": f"A benchmark in its own format under --data_root: {', '.join(FORMATS)}."},
+    )
+    data_root: str | None = field(default=None, metadata={"help": "Folder of the --dataset_format benchmark."})
+    fold: int = field(default=1, metadata={"help": "Official fold of --dataset_format (UCF-101/HMDB-51 1-3, ...)."})
+    dataset_options: list[str] | None = field(
+        default=None,
+        metadata={"help": "KEY=VALUE options of --dataset_format, e.g. split_scheme=vis4mer, strict=true."},
+    )
+    train_split: str = field(default="train", metadata={"help": "Training split of `dataset_name`/`dataset_format`."})
+    validation_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Validation split (default: the format's official test/validation split; 'validation' for "
+            "--dataset_name)."
+        },
+    )
     video_column: str = field(
         default="video", metadata={"help": "Column with the videos: paths, bytes, or a (not decoded) Video feature."}
     )
@@ -93,6 +123,12 @@ class DataArguments:
     eval_num_frames: int | None = field(default=None, metadata={"help": "Evaluation frames (default: model's)."})
     eval_image_size: int | None = field(default=None, metadata={"help": "Evaluation resolution (default: model's)."})
     eval_patch_size: int | None = field(default=None, metadata={"help": "Evaluation patch size (default: model's)."})
+    eval_num_clips: int = field(
+        default=1, metadata={"help": "Clips per validation video (test protocols: 4; COIN 10); softmax averaged."}
+    )
+    eval_num_crops: int = field(
+        default=1, metadata={"help": "Square crops per clip at validation (test protocols: 3)."}
+    )
     scale_grid_frames: list[int] | None = field(
         default=None, metadata={"help": "Frame counts of a grid evaluated on the validation set after training."}
     )
@@ -136,7 +172,8 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
 def hub_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Load `dataset_name` with `datasets`, keep videos undecoded (our processor decodes them), labels as indices."""
     loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
-    splits = [args.train_split] + ([args.validation_split] if args.validation_split in loaded else [])
+    validation_split = args.validation_split or "validation"
+    splits = [args.train_split] + ([validation_split] if validation_split in loaded else [])
     loaded = datasets.DatasetDict({split: loaded[split] for split in splits})
     if isinstance(loaded[args.train_split].features[args.video_column], datasets.Video):
         loaded = loaded.cast_column(args.video_column, datasets.Video(decode=False))
@@ -146,7 +183,27 @@ def hub_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset
     loaded = loaded.rename_columns({args.video_column: "video", args.label_column: "label"})
     loaded = loaded.select_columns(["video", "label"])
     loaded.set_transform(_video_sources)
-    return loaded[args.train_split], loaded.get(args.validation_split)
+    return loaded[args.train_split], loaded.get(validation_split)
+
+
+def benchmark_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """`--dataset_format` at `--fold`: the training split, and `--validation_split` or else the format's official
+    evaluation split (left out, with a warning, if it is not there), labelled videos only, labels in training order."""
+    if args.data_root is None:
+        raise ValueError("--dataset_format needs --data_root, the folder the benchmark was unpacked into.")
+    options = parse_dataset_options(args.dataset_options)
+    train = drop_unlabelled(
+        load_video_dataset(args.dataset_format, args.data_root, args.train_split, args.fold, **options)
+    )
+    split = args.validation_split or EVALUATION_SPLITS[args.dataset_format]
+    try:
+        validation = load_video_dataset(args.dataset_format, args.data_root, split, args.fold, **options)
+    except FileNotFoundError as err:
+        if args.validation_split is not None:
+            raise
+        logger.warning("No validation set: %s", err)
+        return train, None
+    return train, drop_unlabelled(align_labels(validation, train.features["label"].names))
 
 
 def _video_sources(batch: dict[str, list]) -> dict[str, list]:
@@ -158,12 +215,16 @@ def _video_sources(batch: dict[str, list]) -> dict[str, list]:
 def load_data(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None, list[str]]:
     if args.dataset_name is not None:
         train, validation = hub_dataset(args)
+    elif args.dataset_format is not None:
+        train, validation = benchmark_dataset(args)
     elif args.train_dir is not None:
         train = folder_dataset(args.train_dir)
         class_names = train.features["label"].names
         validation = folder_dataset(args.validation_dir, class_names) if args.validation_dir else None
     else:
-        raise ValueError("Give --train_dir (class-per-folder videos) or --dataset_name.")
+        raise ValueError(
+            "Give --train_dir (class-per-folder videos), --dataset_format with --data_root, or --dataset_name."
+        )
     if args.max_train_samples is not None:
         train = train.shuffle(seed=0).select(range(min(args.max_train_samples, len(train))))
     if validation is not None and args.max_eval_samples is not None:
@@ -227,6 +288,8 @@ def write_model_card(
 ) -> None:
     """README.md (the library's model card) saying how the checkpoint was trained and evaluated, and how to load it."""
     data = data_args.dataset_name or data_args.train_dir
+    if data_args.dataset_name is None and data_args.dataset_format is not None:
+        data = f"{data_args.dataset_format} fold {data_args.fold} ({data_args.data_root})"
     length = (
         f"{training_args.max_steps} steps"
         if training_args.max_steps > 0
@@ -238,8 +301,9 @@ token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule 
 in `config.json` under `flexible_training`); {length}, learning rate {training_args.learning_rate}, per-device batch
 {training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}."""
     lines = [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if "accuracy" in key]
+    views = f", {data_args.eval_num_clips} clips x {data_args.eval_num_crops} crops per video"
     results = (
-        f"At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}:\n\n"
+        f"At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}{views}:\n\n"
         "| metric | value |\n|---|---|\n" + "\n".join(lines or ["| (no evaluation) | |"])
     )
     if scale_results:
@@ -322,7 +386,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ),
         model=model,
         args=training_args,
-        data_collator=FlexibleVideoCollator(processor, ScaleSampler(flex), eval_scale=eval_scale),
+        data_collator=FlexibleVideoCollator(
+            processor,
+            ScaleSampler(flex),
+            eval_scale=eval_scale,
+            eval_num_clips=data_args.eval_num_clips,
+            eval_num_crops=data_args.eval_num_crops,
+        ),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
@@ -336,10 +406,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
         if data_args.scale_grid_frames and data_args.scale_grid_resolutions:
+            grid_processor = copy.deepcopy(processor)  # the saved processor keeps one view per video
+            grid_processor.num_clips, grid_processor.num_crops = data_args.eval_num_clips, data_args.eval_num_crops
             scale_results += evaluate_scales(
                 model,
-                processor,
-                eval_dataset["video"],
+                grid_processor,
+                processor_videos(eval_dataset),
                 eval_dataset["label"],
                 data_args.scale_grid_frames,
                 data_args.scale_grid_resolutions,

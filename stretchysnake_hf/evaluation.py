@@ -188,7 +188,7 @@ def _plan_cells(
 
 @torch.no_grad()
 def _forward(cell: _Cell, pixel_values: torch.Tensor, num_views: int) -> None:
-    """Run `cell`'s model over one processed batch in token-budget micro-batches; average the logits over views."""
+    """Run `cell`'s model over one processed batch in token-budget micro-batches; average the softmax over views."""
     device = next(cell.model.parameters()).device
     outputs = []
     try:
@@ -212,7 +212,8 @@ def _forward(cell: _Cell, pixel_values: torch.Tensor, num_views: int) -> None:
         return
     cell.peak = max(cell.peak, memory.peak)
     cell.clips += len(pixel_values)
-    cell.logits.append(torch.cat(outputs).view(-1, num_views, outputs[0].shape[-1]).mean(1).numpy())
+    # video-level scores: the softmax averaged over each video's views (VideoMamba's test protocol, as `predict`)
+    cell.logits.append(torch.cat(outputs).softmax(-1).view(-1, num_views, outputs[0].shape[-1]).mean(1).numpy())
 
 
 def _merge(cell: _Cell, labels: np.ndarray, gathered: list[dict[str, Any]]) -> ScaleResult:
@@ -249,9 +250,9 @@ def evaluate_scales(
 ) -> list[ScaleResult]:
     """Evaluate one model, or several (a name -> model mapping), on every (frames, resolution) cell.
 
-    Each cell's clips are processed once (`processor(videos, num_frames=T, size=S)`, evaluation mode: its
-    `num_clips` x `num_crops` views are averaged) and fed to every model with a row at that scale, so comparing six
-    models decodes the data once, not six times. A resolution is decoded per cell rather than resized from a larger
+    Each cell's clips are processed once (`processor(videos, num_frames=T, size=S)`, evaluation mode: a video is
+    scored by the softmax averaged over its `num_clips` x `num_crops` views) and fed to every model with a row at
+    that scale, so comparing six models decodes the data once, not six times. A resolution is decoded per cell rather than resized from a larger
     decode because the processor shrinks frames to twice the output size while decoding: reusing a larger decode
     would give different pixels.
 

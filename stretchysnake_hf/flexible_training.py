@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import seed_worker
@@ -24,6 +25,8 @@ STEP_KEY = "flexible_step"
 """Key of the optimizer step that `StepBatchSampler` attaches to every training example and batch."""
 SEED_KEY = "flexible_batch_seed"
 """Key of the per-batch augmentation seed that `StepBatchSampler` attaches to every training example."""
+VIEWS_KEY = "num_views"
+"""Key of the number of views per video in an evaluation batch of several views (`FlexibleTrainer` averages them)."""
 
 
 class Scale(NamedTuple):
@@ -302,16 +305,21 @@ class FlexibleVideoCollator:
     Training examples carry the step (and an augmentation seed) attached by `StepBatchSampler`, which
     `FlexibleTrainer` installs; the collator asks `sampler.scale_for_step(step)`, cuts the batch to the token budget,
     and calls the processor with `training=True`. Examples without a tag (evaluation) are processed at `eval_scale`
-    with `training=False`. Videos the processor skips (`on_error="skip"`) are dropped with their labels.
+    with `training=False`, as `eval_num_clips` x `eval_num_crops` views per video. Videos the processor skips
+    (`on_error="skip"`) are dropped with their labels. An example with a `start` and/or `end` (seconds, as COIN rows
+    of `load_video_dataset` have) is sampled within that segment only.
 
     Args:
         processor: a `StretchySnakeVideoProcessor` (or anything with its call signature).
         sampler: the `ScaleSampler` of the run.
         eval_scale: the fixed evaluation scale; `None` uses the processor's and the model's defaults.
         video_key / label_key: example fields holding the video (path, bytes, array, ...) and the class index.
+        eval_num_clips / eval_num_crops: the views of each evaluation video (VideoMamba's test protocol: 4 x 3);
+            `FlexibleTrainer` scores a video by its softmax averaged over them.
 
-    Returns dicts with `pixel_values` `(batch_size, num_frames, 3, image_size, image_size)`, `labels`,
-    `patch_size`, and in training `flexible_step` (which `FlexibleTrainer` checks and removes).
+    Returns dicts with `pixel_values` `(batch_size * views, num_frames, 3, image_size, image_size)`, `labels`
+    (one per video), `patch_size`, in training `flexible_step` (which `FlexibleTrainer` checks and removes), and at
+    evaluation with several views `num_views`.
     """
 
     def __init__(
@@ -321,12 +329,22 @@ class FlexibleVideoCollator:
         eval_scale: Scale | Sequence[int] | None = None,
         video_key: str = "video",
         label_key: str = "label",
+        eval_num_clips: int = 1,
+        eval_num_crops: int = 1,
     ) -> None:
         self.processor = processor
         self.sampler = sampler
         self.eval_scale = Scale(*eval_scale) if eval_scale is not None else None
         self.video_key = video_key
         self.label_key = label_key
+        self.eval_num_clips = eval_num_clips
+        self.eval_num_crops = eval_num_crops
+
+    def _video(self, example: dict[str, Any]) -> Any:
+        """The example's video, as a segment mapping for the processor when it has a `start` or `end`."""
+        if example.get("start") is None and example.get("end") is None:
+            return example[self.video_key]
+        return {"video": example[self.video_key], "start": example.get("start"), "end": example.get("end")}
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         step = examples[0].get(STEP_KEY)
@@ -338,13 +356,15 @@ class FlexibleVideoCollator:
             training = True
         num_frames, image_size, patch_size = scale if scale is not None else (None, None, None)
         inputs = self.processor(
-            [example[self.video_key] for example in examples],
+            [self._video(example) for example in examples],
             num_frames=num_frames,
             size=image_size,
             patch_size=patch_size,
             training=training,
             seed=seed,
             return_tensors="pt",
+            num_clips=self.eval_num_clips,
+            num_crops=self.eval_num_crops,
         )
         skipped = set(inputs.get("skipped_indices", ()))
         labels = [example[self.label_key] for i, example in enumerate(examples) if i not in skipped]
@@ -353,6 +373,8 @@ class FlexibleVideoCollator:
             batch["patch_size"] = inputs["patch_size"]
         if training:
             batch[STEP_KEY] = step
+        elif self.eval_num_clips * self.eval_num_crops > 1:
+            batch[VIEWS_KEY] = self.eval_num_clips * self.eval_num_crops
         return batch
 
 
@@ -378,7 +400,9 @@ class FlexibleTrainer(Trainer):
     several processes and `resume_from_checkpoint`. Each training step checks that its batch was made for it, and
     the scale of the last step joins the logged loss. Pass `scale_log_file` to also write one JSON line per
     micro-batch (`step`, `rank`, `num_frames`, `image_size`, `patch_size`, `batch_size`) per process, to the path
-    with `.rank{r}` appended.
+    with `.rank{r}` appended. At evaluation with several views per video (the collator's `eval_num_clips` x
+    `eval_num_crops`), a video's prediction is the log of its softmax averaged over its views (so metrics see one
+    row per video) and the loss is the negative log of that average at the label.
 
     Needs `remove_unused_columns=False` (the collator reads the raw video column).
     """
@@ -444,6 +468,24 @@ class FlexibleTrainer(Trainer):
             with open(f"{self.scale_log_file}.rank{self.args.process_index}", "a") as log_file:
                 log_file.write(json.dumps({"step": step, "rank": self.args.process_index, **self._step_scale}) + "\n")
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        num_views = inputs.pop(VIEWS_KEY, 1)
+        if num_views == 1:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        labels = inputs.pop("labels")
+        _, logits, _ = super().prediction_step(model, inputs, False, ignore_keys)
+        # [batch_size * num_views, num_labels] -> [batch_size, num_labels]: the video-level probabilities, as logs
+        log_probs = logits.float().softmax(-1).view(len(labels), num_views, -1).mean(1).log()
+        labels = labels.to(log_probs.device)
+        loss = F.nll_loss(log_probs, labels)
+        return loss, None if prediction_loss_only else log_probs, labels
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._step_scale is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -86,6 +86,37 @@ def sample_frame_indices(
     return [min(int((i + offset) * segment), num_video_frames - 1) for i, offset in enumerate(offsets)]
 
 
+def segment_frames(num_video_frames: int, fps: float, start: float | None, end: float | None) -> range:
+    """The indices of the frames a player shows during `[start, end)` seconds, cut to the video's frames.
+
+    Times count from the first frame, which is shown from 0 to `1 / fps` (the time line of `VideoInfo`), so the
+    segment runs from the frame shown at `start` to the one shown just before `end`. `None` leaves that side open.
+    A segment that lies wholly outside the video gives an empty range.
+    """
+    # A microframe of tolerance: a segment at whole frame times (1.0 s at 30 fps = 30.000000000000004 frames) must
+    # not reach the frame before or after.
+    first = 0 if start is None else max(0, math.floor(start * fps + 1e-6))
+    stop = num_video_frames if end is None else min(num_video_frames, math.ceil(end * fps - 1e-6))
+    return range(first, stop)
+
+
+def split_segment(video: Any) -> tuple[Any, tuple[float | None, float | None] | None]:
+    """`(source, (start, end))` of a video given as a mapping `{"video": source, "start": s, "end": e}`, else
+    `(video, None)`. Other keys are ignored, so a row of `load_video_dataset` (`video`, `label`, `start`, `end`) can
+    be passed as it is; `start`/`end` in seconds, either may be `None` (open), both `None` mean the whole video."""
+    if not isinstance(video, Mapping):
+        return video, None
+    if "video" not in video:
+        raise ValueError(f"A video given as a mapping needs a 'video' key (its source); got keys {sorted(video)}")
+    start, end = video.get("start"), video.get("end")
+    if start is None and end is None:
+        return video["video"], None
+    start, end = None if start is None else float(start), None if end is None else float(end)
+    if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
+        raise ValueError(f"{source_name(video['video'])}: invalid segment start={start} end={end} (seconds)")
+    return video["video"], (start, end)
+
+
 def random_resized_box(
     height: int,
     width: int,
@@ -132,8 +163,9 @@ def _is_frame(item: Any) -> bool:
 
 
 def is_single_video(videos: Any) -> bool:
-    """Whether `videos` is one video (a path, bytes, file, 4-D array, list of frames) rather than a batch."""
-    if isinstance(videos, str | os.PathLike | bytes | bytearray | memoryview) or hasattr(videos, "read"):
+    """Whether `videos` is one video (a path, bytes, file, 4-D array, list of frames, segment mapping) rather than a
+    batch."""
+    if isinstance(videos, str | os.PathLike | bytes | bytearray | memoryview | Mapping) or hasattr(videos, "read"):
         return True
     if isinstance(videos, np.ndarray | torch.Tensor):
         return videos.ndim <= 4
@@ -208,6 +240,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         on_error (`str`, *optional*, defaults to `"raise"`):
             What a video that cannot be decoded does: "raise" the error, or "skip" it with a warning (its index is
             listed in the output's `skipped_indices`, its error message, which names the file, in `skipped_errors`).
+            A segment that lies wholly outside its video counts as such a video.
 
     Example:
 
@@ -268,7 +301,10 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             videos: one video or a list of videos; a video is a path (`str`/`Path`), the file's `bytes`, a binary
                 file object, a uint8 array or tensor `(num_frames, height, width, 3)` (or `(num_frames, 3, height,
                 width)`; floats are read as [0, 1]), or a list of PIL images / `(height, width, 3)` arrays. A batch
-                may mix kinds, lengths, sizes and frame rates.
+                may mix kinds, lengths, sizes and frame rates. A file (path, bytes, file object) may come as a
+                mapping `{"video": source, "start": seconds, "end": seconds}` (a row of `load_video_dataset`):
+                frames are then sampled only among those shown in `[start, end)` (see `segment_frames`), with the
+                same rules as over a whole video.
             num_frames, size, patch_size, sampling: override the processor's settings for this call.
             training (`bool`, defaults to `False`): random temporal offsets, random resized crop and flip.
             return_tensors: only "pt" (or `None`, which also gives torch tensors) is supported.
@@ -306,9 +342,15 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         videos = [videos] if is_single_video(videos) else list(videos)
         clips, skipped, errors = [], [], []
         for position, video in enumerate(videos):
+            video, segment = split_segment(video)
             try:
                 frames = self._sample_clips(
-                    video, opts, num_clips, None if not do_sample_frames else int(opts["num_frames"]), generator
+                    video,
+                    segment,
+                    opts,
+                    num_clips,
+                    None if not do_sample_frames else int(opts["num_frames"]),
+                    generator,
                 )
             except (VideoDecodeError, OSError) as err:
                 if opts["on_error"] != "skip":
@@ -331,12 +373,16 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
     def _sample_clips(
         self,
         video: Any,
+        segment: tuple[float | None, float | None] | None,
         opts: dict[str, Any],
         num_clips: int,
         num_frames: int | None,
         generator: torch.Generator | None,
     ) -> list[torch.Tensor]:
-        """Decode or gather the frames of `num_clips` clips: a list of uint8 `(num_frames, height, width, 3)`."""
+        """Decode or gather the frames of `num_clips` clips: a list of uint8 `(num_frames, height, width, 3)`.
+
+        With a `(start, end)` segment (seconds) the clips are sampled among the segment's frames only.
+        """
 
         def clip_indices(num_video_frames: int) -> list[list[int]]:
             if num_frames is None:
@@ -352,7 +398,15 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             per_clip: list[list[int]] = []
 
             def all_indices(info: VideoInfo) -> list[int]:
-                per_clip.extend(clip_indices(info.num_frames))
+                shown = (
+                    range(info.num_frames) if segment is None else segment_frames(info.num_frames, info.fps, *segment)
+                )
+                if not shown:
+                    raise VideoDecodeError(
+                        f"{info.name}: the segment {segment[0]} to {segment[1]} s lies outside the video "
+                        f"(0 to {info.duration:.3f} s)"
+                    )
+                per_clip.extend([shown[i] for i in indices] for indices in clip_indices(len(shown)))
                 return [index for indices in per_clip for index in indices]
 
             # Frames are shrunk while decoding to twice the output size at most: bounds memory for 4K input, and a
@@ -361,6 +415,8 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             frames = torch.from_numpy(frames)
             lengths = [len(indices) for indices in per_clip]
             return list(frames.split(lengths))
+        if segment is not None:
+            raise ValueError("A segment (start/end in seconds) needs a video file: an array carries no frame rate")
         frames = _frames_to_tensor(video)
         if len(frames) == 0:
             raise ValueError("A video array has zero frames")
@@ -405,4 +461,4 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         return views
 
 
-__all__ = ["StretchySnakeVideoProcessor", "is_single_video", "sample_frame_indices"]
+__all__ = ["StretchySnakeVideoProcessor", "is_single_video", "sample_frame_indices", "segment_frames", "split_segment"]

@@ -83,14 +83,14 @@ def test_accuracy_matches_the_model_logits(model, clips):
     assert sum(r.in_training for r in results) == 2  # (2 or 4 frames) x 16 px / p8
 
 
-def test_views_are_averaged_like_the_processor_says(model, clips):
+def test_views_are_scored_by_their_averaged_softmax(model, clips):
     videos, labels = clips
     processor = StretchySnakeVideoProcessor(num_clips=2, num_crops=3)
     (result,) = evaluate_scales(model, processor, videos, labels, [4], [16], show_progress=False)
     inputs = processor(videos, num_frames=4, size=16)
     with torch.no_grad():
-        logits = model(inputs["pixel_values"], patch_size=8).logits.view(7, 6, -1).mean(1).numpy()
-    assert result.top1 == pytest.approx(top_k_accuracy(logits, np.array(labels), 1))
+        probs = model(inputs["pixel_values"], patch_size=8).logits.softmax(-1).view(7, 6, -1).mean(1).numpy()
+    assert result.top1 == pytest.approx(top_k_accuracy(probs, np.array(labels), 1))
     assert result.num_videos == 7
 
 

@@ -149,7 +149,7 @@ class RecordingProcessor:
     def __init__(self, skip=()):
         self.calls, self.skip = [], set(skip)
 
-    def __call__(self, videos, num_frames, size, patch_size, training, seed, return_tensors):
+    def __call__(self, videos, num_frames, size, patch_size, training, seed, return_tensors, num_clips, num_crops):
         self.calls.append(
             {"videos": videos, "scale": (num_frames, size, patch_size), "training": training, "seed": seed}
         )

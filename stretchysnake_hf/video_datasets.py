@@ -25,9 +25,6 @@ from .data import VIDEO_EXTENSIONS, folder_dataset
 
 logger = logging.getLogger(__name__)
 
-UCF101_FOLD_GROUPS = {1: range(1, 8), 2: range(8, 15), 3: range(15, 22)}
-"""The UCF-101 groups (g01-g25) each fold tests on; the others, and g22-g25 always, are training."""
-
 BREAKFAST_ACTIVITIES = (
     "cereals", "coffee", "friedegg", "juice", "milk", "pancake", "salat", "sandwich", "scrambledegg", "tea",
 )  # fmt: skip
@@ -40,9 +37,6 @@ BREAKFAST_VIS4MER_ORDER = (
 
 BREAKFAST_TEST_PERSONS = {1: range(3, 16), 2: range(16, 29), 3: range(29, 42), 4: range(42, 55)}
 """The persons (P03-P54) each standard Breakfast split s1-s4 tests on; the others are training."""
-
-BREAKFAST_VIS4MER_TEST_PERSONS = range(47, 55)
-"""ViS4mer's split: train P03-P46, test P47-P54."""
 
 COIN_NUM_TASKS = 180
 """COIN's task-level classes (`recipe_type` 0-179)."""
@@ -58,7 +52,7 @@ EVALUATION_SPLITS = {
     "list": "val",
     "folder": "validation",
 }
-"""Each format's official evaluation split (what papers report on; none of these has a separate test set)."""
+"""Each format's official evaluation split: the one papers report on."""
 
 _SPLIT_NAMES = {"val": ("val", "validation"), "validation": ("validation", "val")}
 
@@ -185,7 +179,7 @@ def _ucf101(
 ) -> _Listing:
     """`UCF-101/<Class>/v_<Class>_gGG_cCC.avi` and `ucfTrainTestlist/` (classInd.txt, trainlist0N, testlist0N)."""
     _check_split("ucf101", split, ("train", "test"))
-    _check_fold("ucf101", fold, UCF101_FOLD_GROUPS)
+    _check_fold("ucf101", fold, (1, 2, 3))
     folders = ("ucfTrainTestlist", "")
     class_file = _find_file("ucf101", root, ["classInd.txt"], folders, annotation_dir)
     class_names = []
@@ -421,9 +415,11 @@ def _breakfast(
     if split_scheme != "standard":
         raise ValueError(f"breakfast: split_scheme must be 'standard' or 'vis4mer', got {split_scheme!r}")
     _check_fold("breakfast", fold, BREAKFAST_TEST_PERSONS)
-    if not videos_root.is_dir():
-        raise FileNotFoundError(f"breakfast: video folder {videos_root} not found")
-    for path in sorted(videos_root.glob("P[0-9][0-9]/*/P[0-9][0-9]_*.avi")):
+    pattern = "P[0-9][0-9]/*/P[0-9][0-9]_*.avi"
+    paths = sorted(videos_root.glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f"breakfast: no videos {pattern} under {videos_root}")
+    for path in paths:
         activity = path.stem.split("_", 1)[1]
         if activity.endswith("_ch1"):
             continue

@@ -30,9 +30,7 @@ from stretchysnake_hf.evaluation import PATCH_RULES, evaluate_scales, results_ma
 from stretchysnake_hf.video_datasets import (
     EVALUATION_SPLITS,
     FORMATS,
-    align_labels,
-    drop_unlabelled,
-    load_video_dataset,
+    load_evaluation_split,
     parse_dataset_options,
     processor_videos,
 )
@@ -96,8 +94,7 @@ def main(argv: list[str] | None = None) -> list:
     else:
         split = args.split or EVALUATION_SPLITS[args.dataset_format]
         options = parse_dataset_options(args.dataset_options)
-        dataset = load_video_dataset(args.dataset_format, args.data_root, split, args.fold, **options)
-        dataset = drop_unlabelled(align_labels(dataset, class_names))
+        dataset = load_evaluation_split(args.dataset_format, args.data_root, class_names, split, args.fold, **options)
         data = f"{args.dataset_format} {split} (fold {args.fold})"
     results = evaluate_scales(
         {Path(args.model).name: model},

@@ -51,10 +51,9 @@ from stretchysnake_hf.flexible_training import (
 )
 from stretchysnake_hf.model_card import render_model_card
 from stretchysnake_hf.video_datasets import (
-    EVALUATION_SPLITS,
     FORMATS,
-    align_labels,
     drop_unlabelled,
+    load_evaluation_split,
     load_video_dataset,
     parse_dataset_options,
     processor_videos,
@@ -195,15 +194,17 @@ def benchmark_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.D
     train = drop_unlabelled(
         load_video_dataset(args.dataset_format, args.data_root, args.train_split, args.fold, **options)
     )
-    split = args.validation_split or EVALUATION_SPLITS[args.dataset_format]
+    names = train.features["label"].names
     try:
-        validation = load_video_dataset(args.dataset_format, args.data_root, split, args.fold, **options)
+        validation = load_evaluation_split(
+            args.dataset_format, args.data_root, names, args.validation_split, args.fold, **options
+        )
     except FileNotFoundError as err:
         if args.validation_split is not None:
             raise
         logger.warning("No validation set: %s", err)
         return train, None
-    return train, drop_unlabelled(align_labels(validation, train.features["label"].names))
+    return train, validation
 
 
 def _video_sources(batch: dict[str, list]) -> dict[str, list]:

@@ -619,6 +619,21 @@ def load_video_dataset(
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
+def load_evaluation_split(
+    format: str,
+    root: str | os.PathLike,
+    class_names: Sequence[str],
+    split: str | None = None,
+    fold: int = 1,
+    **options: Any,
+) -> datasets.Dataset:
+    """The split a model is evaluated on: `split`, by default the format's official evaluation split
+    (`EVALUATION_SPLITS`), its labelled videos only, labels renumbered by name into `class_names` (a checkpoint's
+    `id2label` order, or the training split's names). `options` as for `load_video_dataset`."""
+    dataset = load_video_dataset(format, root, split or EVALUATION_SPLITS[format], fold, **options)
+    return drop_unlabelled(align_labels(dataset, class_names))
+
+
 def align_labels(dataset: datasets.Dataset, class_names: Sequence[str]) -> datasets.Dataset:
     """`dataset` with its labels renumbered by name into `class_names` (e.g. a model's `id2label` order).
 
@@ -679,6 +694,7 @@ __all__ = [
     "FORMATS",
     "align_labels",
     "drop_unlabelled",
+    "load_evaluation_split",
     "load_video_dataset",
     "parse_dataset_options",
     "processor_videos",

@@ -80,6 +80,14 @@ def names_of(dataset) -> dict[str, str]:
     return {Path(row["video"]).name: classes[row["label"]] for row in dataset}
 
 
+def split_sizes(format: str, root: Path, folds: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    """fold -> (training videos, test videos)."""
+    return {
+        fold: tuple(len(load_video_dataset(format, root, split, fold)) for split in ("train", "test"))
+        for fold in folds
+    }
+
+
 # ------------------------------------------------------------------------------------------------------ UCF-101
 
 
@@ -109,17 +117,7 @@ def ucf101_root(tmp_path_factory, clips) -> Path:
 
 def test_ucf101_folds_labels_and_official_order(ucf101_root):
     assert (ucf101_root / "ucfTrainTestlist" / "testlist01.txt").read_bytes().endswith(b"_c01.avi\r\n")
-    counts = {}
-    for fold, split in itertools.product((1, 2, 3), ("train", "test")):
-        counts[fold, split] = len(load_video_dataset("ucf101", ucf101_root, split, fold))
-    assert counts == {
-        (1, "train"): 22,
-        (1, "test"): 7,
-        (2, "train"): 21,
-        (2, "test"): 8,
-        (3, "train"): 22,
-        (3, "test"): 7,
-    }
+    assert split_sizes("ucf101", ucf101_root, (1, 2, 3)) == {1: (22, 7), 2: (21, 8), 3: (22, 7)}
 
     test = load_video_dataset("ucf101", ucf101_root, "test", fold=2)
     names = test.features["label"].names
@@ -186,18 +184,8 @@ def hmdb51_root(tmp_path_factory, clips) -> Path:
 
 
 def test_hmdb51_splits_tags_and_sorted_folder_order(hmdb51_root):
-    counts = {}
-    for fold, split in itertools.product((1, 2, 3), ("train", "test")):
-        counts[fold, split] = len(load_video_dataset("hmdb51", hmdb51_root, split, fold))
     # tag 1 train, 2 test, 0 unused
-    assert counts == {
-        (1, "train"): 7,
-        (1, "test"): 7,
-        (2, "train"): 14,
-        (2, "test"): 7,
-        (3, "train"): 14,
-        (3, "test"): 7,
-    }
+    assert split_sizes("hmdb51", hmdb51_root, (1, 2, 3)) == {1: (7, 7), 2: (14, 7), 3: (14, 7)}
 
     train = load_video_dataset("hmdb51", hmdb51_root, "train", fold=1)
     names = train.features["label"].names
@@ -340,19 +328,19 @@ SSV2_TRAIN = [
         "label": "holding potato next to vicks vaporub bottle",
         "template": "Holding [something] next to [something]",
         "placeholders": ["potato", "vicks vaporub bottle"],
-    },  # noqa: E501
+    },
     {
         "id": "42326",
         "label": "a pen falling like a rock",
         "template": "[Something] falling like a rock",
         "placeholders": ["a pen"],
-    },  # noqa: E501
+    },
     {
         "id": "3",
         "label": "pushing cup from left to right",
         "template": "Pushing [something] from left to right",
         "placeholders": ["cup"],
-    },  # noqa: E501
+    },
 ]
 SSV2_VALIDATION = [
     {
@@ -361,7 +349,7 @@ SSV2_VALIDATION = [
         "template": "Approaching [something] with your camera",
         "placeholders": ["a door"],
     }
-]  # noqa: E501
+]
 
 
 @pytest.mark.parametrize("naming", ["labels/", "something-something-v2-"])
@@ -398,7 +386,7 @@ DIVING48_VOCAB = [
         ["15som", "25som", "35som", "45som"],
         ["05Twis", "NoTwis", "15Twis"],
         ["FREE"],
-    )  # noqa: E501
+    )
 ][:48]
 
 
@@ -408,7 +396,7 @@ def test_diving48_keeps_48_classes_with_an_empty_one(tmp_path, clips):
         {"vid_name": f"-mmq0PT-u8k_{i:05d}", "label": i, "start_frame": 0, "end_frame": 48}
         for i in range(48)
         if i != 30
-    ]  # noqa: E501
+    ]
     test = [{"vid_name": "_8Vy3dlHg2w_00000", "label": 47, "start_frame": 0, "end_frame": 62}]
     (tmp_path / "Diving48_V2_train.json").write_text(json.dumps(train))
     (tmp_path / "Diving48_V2_test.json").write_text(json.dumps(test))
@@ -432,6 +420,7 @@ BREAKFAST = {  # person: (camera, activity) pairs recorded
     "P47": [("stereo", "pancake"), ("cam01", "milk")],
     "P54": [("cam01", "sandwich"), ("cam02", "coffee")],
 }
+VIS4MER_CLASS_IDS = ("cereals", "coffee", "tea", "pancake", "friedegg", "scrambledegg", "sandwich", "juice", "milk", "salat")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -441,26 +430,12 @@ def breakfast_root(tmp_path_factory, clips) -> Path:
     rows = {"train": [], "test": []}
     for person, recordings in BREAKFAST.items():
         for camera, activity in recordings:
-            names = (
-                [f"{person}_{activity}_ch0", f"{person}_{activity}_ch1"]
-                if camera == "stereo"
-                else [f"{person}_{activity}"]
-            )  # noqa: E501
+            stem = f"{person}_{activity}"
+            names = [f"{stem}_ch0", f"{stem}_ch1"] if camera == "stereo" else [stem]
             place(clips, *(videos / person / camera / f"{name}.avi" for name in names))
             (videos / person / camera / f"{names[0]}.avi.labels").write_text("1-30 SIL\n")
             split = "test" if int(person[1:]) >= 47 else "train"
-            class_id = [
-                "cereals",
-                "coffee",
-                "tea",
-                "pancake",
-                "friedegg",
-                "scrambledegg",
-                "sandwich",
-                "juice",
-                "milk",
-                "salat",
-            ].index(activity)  # noqa: E501
+            class_id = VIS4MER_CLASS_IDS.index(activity)
             rows[split].append(f"{person}-{camera}-{names[0]},56,{activity},{class_id}")
     for split, lines in rows.items():
         write_lines(root / f"{split}.csv", ["file_name,duration,action,class_id", *lines])
@@ -468,19 +443,7 @@ def breakfast_root(tmp_path_factory, clips) -> Path:
 
 
 def test_breakfast_standard_splits_and_stereo_channel_zero(breakfast_root):
-    counts = {}
-    for fold, split in itertools.product((1, 2, 3, 4), ("train", "test")):
-        counts[fold, split] = len(load_video_dataset("breakfast", breakfast_root, split, fold))
-    assert counts == {
-        (1, "train"): 7,
-        (1, "test"): 4,
-        (2, "train"): 10,
-        (2, "test"): 1,
-        (3, "train"): 10,
-        (3, "test"): 1,
-        (4, "train"): 6,
-        (4, "test"): 5,
-    }  # noqa: E501
+    assert split_sizes("breakfast", breakfast_root, (1, 2, 3, 4)) == {1: (7, 4), 2: (10, 1), 3: (10, 1), 4: (6, 5)}
     test = load_video_dataset("breakfast", breakfast_root, "test", fold=1)
     names = test.features["label"].names
     assert names == sorted(names) and len(names) == 10
@@ -489,7 +452,7 @@ def test_breakfast_standard_splits_and_stereo_channel_zero(breakfast_root):
         "P03_cereals_ch0.avi": "cereals",
         "P03_friedegg.avi": "friedegg",
         "P15_tea.avi": "tea",
-    }  # noqa: E501
+    }
 
 
 def test_breakfast_vis4mer_split_and_class_ids(breakfast_root):
@@ -497,7 +460,7 @@ def test_breakfast_vis4mer_split_and_class_ids(breakfast_root):
     test = load_video_dataset("breakfast", breakfast_root, "test", split_scheme="vis4mer")
     assert (len(train), len(test)) == (7, 4)
     names = test.features["label"].names
-    assert names[:4] == ["cereals", "coffee", "tea", "pancake"] and names[9] == "salat"
+    assert tuple(names) == VIS4MER_CLASS_IDS
     assert names_of(test) == {
         "P47_pancake_ch0.avi": "pancake",
         "P47_milk.avi": "milk",
@@ -522,7 +485,7 @@ COIN = {
             "subset": "training",
             "video_url": "https://www.youtube.com/embed/-0og5C3wyV8",
             "annotation": [{"id": "212", "segment": [60.0, 69.0], "label": "take out the laptop CD drive"}],
-        },  # noqa: E501
+        },
         "abc_DEF-123": {
             "duration": "40.0",
             "class": "MakeSandwich",
@@ -532,7 +495,7 @@ COIN = {
             "subset": "testing",
             "video_url": "",
             "annotation": [],
-        },  # noqa: E501
+        },
         "notOnDisk00": {
             "duration": 10.0,
             "class": "MakeSandwich",
@@ -542,7 +505,7 @@ COIN = {
             "subset": "training",
             "video_url": "",
             "annotation": [],
-        },  # noqa: E501
+        },
         "zzzzzzzzzzz": {
             "duration": 10.0,
             "class": "PlantTree",
@@ -552,7 +515,7 @@ COIN = {
             "subset": "training",
             "video_url": "",
             "annotation": [],
-        },  # noqa: E501
+        },
     }
 }
 
@@ -732,7 +695,7 @@ def test_train_flex_on_ucf101_fold_2_with_multi_view_evaluation(ucf101_root, tmp
     output = tmp_path / "out"
     metrics = load_script("train_flex").main(
         [
-            "--preset", "tiny", "--config_overrides", "hidden_size=32,num_hidden_layers=2,image_size=32,patch_size=8,num_frames=4,scan_backend=reference",  # noqa: E501
+            "--preset", "tiny", "--config_overrides", "hidden_size=32,num_hidden_layers=2,image_size=32,patch_size=8,num_frames=4,scan_backend=reference",
             "--dataset_format", "ucf101", "--data_root", str(ucf101_root), "--fold", "2",
             "--variant", "static_tokens", "--frames", "2", "4", "--resolutions", "16", "32", "--token_grid", "4",
             "--eval_num_frames", "4", "--eval_image_size", "32", "--eval_patch_size", "8",

@@ -302,7 +302,9 @@ token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule 
 in `config.json` under `flexible_training`); {length}, learning rate {training_args.learning_rate}, per-device batch
 {training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}."""
     lines = [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if "accuracy" in key]
-    views = f", {data_args.eval_num_clips} clips x {data_args.eval_num_crops} crops per video"
+    views = ""
+    if data_args.eval_num_clips * data_args.eval_num_crops > 1:
+        views = f", {data_args.eval_num_clips} clips x {data_args.eval_num_crops} crops per video"
     results = (
         f"At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}{views}:\n\n"
         "| metric | value |\n|---|---|\n" + "\n".join(lines or ["| (no evaluation) | |"])

@@ -317,8 +317,8 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         Returns:
             `BatchFeature` with `pixel_values`, float32 `(batch_size * num_views, num_frames, 3, size, size)`, where
             `num_views = num_clips * num_crops` at evaluation and 1 in training, the views of a video contiguous
-            (average logits with `logits.view(batch_size, num_views, -1).mean(1)`); `patch_size` (an `int`) when
-            set; when `on_error="skip"`, `skipped_indices` (input positions dropped, ascending) and `skipped_errors`
+            (score a video by `logits.softmax(-1).view(batch_size, num_views, -1).mean(1)`); `patch_size` (an
+            `int`) when set; when `on_error="skip"`, `skipped_indices` (input positions dropped, ascending) and `skipped_errors`
             (for each of them the error message as a `str`, which names the file and the problem).
         """
         unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)

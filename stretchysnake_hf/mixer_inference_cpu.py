@@ -3,7 +3,7 @@
 
 Imported by `StretchySnakeMixer.cpu_inference_forward` on first use, never at model load (numba is optional there).
 
-`StretchySnakeMixer.slow_forward` computes the same function with autograd-friendly ops. Without gradients it
+`StretchySnakeMixer.autograd_forward` computes the same function with autograd-friendly ops. Without gradients it
 spends most of its time and memory on layout: (batch, channels, length) transposes, flips, separate conv, silu,
 softplus, skip and gate tensors, and a scan whose exp(dt * A) is computed by numpy before the kernel. Here:
 

@@ -56,7 +56,7 @@ def float64_reference(mixer: StretchySnakeMixer, hidden_states: torch.Tensor) ->
     reference = copy.deepcopy(mixer).double()
     reference.scan_backend = "reference"
     with torch.no_grad():
-        return reference.slow_forward(hidden_states.double())
+        return reference.autograd_forward(hidden_states.double())
 
 
 @pytest.mark.parametrize("batch_size, length", [(1, 150), (2, 64), (2, 129)])
@@ -67,7 +67,7 @@ def test_fused_mixer_matches_a_float64_sequential_reference_across_chunks(monkey
     hidden_states = torch.randn(batch_size, length, mixer.hidden_size, generator=torch.Generator().manual_seed(1))
     expected = float64_reference(mixer, hidden_states)
     with torch.no_grad():
-        assert mixer._runs_fused_on_cpu(hidden_states)
+        assert mixer.forward_path(hidden_states) == mixer.cpu_inference_forward
         out = mixer(hidden_states)
     assert out.dtype == torch.float32 and out.shape == expected.shape
     scale = expected.abs().max().item()
@@ -78,7 +78,7 @@ def test_fused_mixer_matches_a_float64_sequential_reference_across_chunks(monkey
 def test_fused_mixer_equals_the_autograd_path_and_does_not_depend_on_the_chunk_size(monkeypatch):
     mixer = make_mixer(hidden_size=32, seed=2)
     hidden_states = torch.randn(2, 300, 32, generator=torch.Generator().manual_seed(3))
-    autograd_out = mixer.slow_forward(hidden_states).detach()  # grad mode on: the numba autograd scan
+    autograd_out = mixer.autograd_forward(hidden_states).detach()  # grad mode on: the numba autograd scan
     outputs = []
     for chunk_elements in (1, 2**18):  # 64-token chunks, one 300-token chunk
         monkeypatch.setattr(fused_ops, "_CHUNK_ELEMENTS", chunk_elements)

@@ -26,7 +26,7 @@ from .modeling_stretchysnake import StretchySnakeForVideoClassification, Stretch
 from .resizing import rebase_tensor
 from .video_processing_stretchysnake import StretchySnakeVideoProcessor
 
-logger = logging.get_logger(f"transformers.{__name__}")
+logger = logging.get_logger(__name__)
 
 # VideoMamba's non-layer keys and their names here; `layers.{i}.*` keep their names under `stretchysnake.`.
 ORIGINAL_TO_PACKAGE = {

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformers.utils import logging
 
 # A child of the transformers logger, so `transformers.logging.set_verbosity_info()` shows every resized tensor.
-logger = logging.get_logger(f"transformers.{__name__}")
+logger = logging.get_logger(__name__)
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,7 +12,6 @@ import ast
 import csv
 import inspect
 import json
-import logging
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import datasets
+from transformers.utils import logging
 
 from .data import VIDEO_EXTENSIONS, folder_dataset
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 BREAKFAST_ACTIVITIES = (
     "cereals", "coffee", "friedegg", "juice", "milk", "pancake", "salat", "sandwich", "scrambledegg", "tea",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from transformers.utils import logging
 
 try:  # decoding needs PyAV; the processor's in-memory videos (arrays, frames) do not
     import av
@@ -23,7 +23,7 @@ try:  # decoding needs PyAV; the processor's in-memory videos (arrays, frames) d
 except ImportError:
     av = VideoReformatter = None
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -15,10 +14,11 @@ import torch.nn.functional as F
 from transformers import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from transformers.utils import logging
 
 from .video_io import VideoDecodeError, VideoInfo, load_video, source_name
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 SAMPLING_MODES = ("uniform", "dense")
 

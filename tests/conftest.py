@@ -35,8 +35,13 @@ def make_tiny_config():
 
 @pytest.fixture
 def transformers_info_logs():
-    """Raise transformers' verbosity to info for one test (read the messages with `CaptureLogger`)."""
+    """Raise transformers' verbosity and this package's loggers (`stretchysnake_hf.*`) to info for one test (read the
+    messages with `CaptureLogger`)."""
     verbosity = logging.get_verbosity()
+    package_logger = logging.get_logger("stretchysnake_hf")
+    package_level = package_logger.level
     logging.set_verbosity_info()
+    package_logger.setLevel(logging.INFO)
     yield
     logging.set_verbosity(verbosity)
+    package_logger.setLevel(package_level)

@@ -33,7 +33,8 @@ import train_flex  # noqa: E402  (examples/train_flex.py: the one training path)
 
 from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor  # noqa: E402
 from stretchysnake_hf.data import folder_dataset  # noqa: E402
-from stretchysnake_hf.evaluation import OK, ScaleResult, evaluate_scales, plot_heatmaps, save_results  # noqa: E402
+from stretchysnake_hf.evaluation import OK, ScaleResult, evaluate_scales  # noqa: E402
+from stretchysnake_hf.evaluation_report import plot_heatmaps, save_results  # noqa: E402
 from stretchysnake_hf.model_card import render_model_card  # noqa: E402
 from stretchysnake_hf.synthetic import generate_dataset  # noqa: E402
 

@@ -26,7 +26,8 @@ from transformers import AutoModelForVideoClassification
 import stretchysnake_hf  # noqa: F401  (registers the Auto classes)
 from stretchysnake_hf import StretchySnakeVideoProcessor
 from stretchysnake_hf.data import folder_dataset
-from stretchysnake_hf.evaluation import PATCH_RULES, evaluate_scales, results_markdown, save_results
+from stretchysnake_hf.evaluation import PATCH_RULES, evaluate_scales
+from stretchysnake_hf.evaluation_report import results_markdown, save_results
 from stretchysnake_hf.video_datasets import (
     EVALUATION_SPLITS,
     FORMATS,

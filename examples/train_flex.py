@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import logging
 import os
 import sys
@@ -41,7 +42,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
 from stretchysnake_hf.data import folder_dataset
-from stretchysnake_hf.evaluation import accuracy_grid_markdown, evaluate_scales, save_results, top_k_accuracy
+from stretchysnake_hf.evaluation import evaluate_scales, top_k_accuracy
+from stretchysnake_hf.evaluation_report import accuracy_grid_markdown, save_results
 from stretchysnake_hf.flexible_training import (
     FlexibleTrainer,
     FlexibleTrainingConfig,
@@ -149,7 +151,7 @@ class FlexibleArguments:
     base_patch_size: int = field(default=16, metadata={"help": "Patch size of the variants that keep it fixed."})
     flex_seed: int | None = field(default=None, metadata={"help": "Seed of the scale schedule (default: --seed)."})
     max_tokens_per_step: int | None = field(
-        default=None, metadata={"help": "Cut micro-batches to frames x grid^2 x batch <= this budget."}
+        default=None, metadata={"help": "Cut micro-batches to (1 + frames / tubelet x grid^2) x batch <= this budget."}
     )
     scale_log_file: str | None = field(
         default=None, metadata={"help": "Write each micro-batch's scale as JSON lines to FILE.rank<r>."}
@@ -364,6 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     train_dataset, eval_dataset, class_names = load_data(data_args)
     model = load_model(model_args, class_names)
+    flex = dataclasses.replace(flex, tubelet_size=model.config.tubelet_size)  # token budgets count the model's tubelet
     model.config.flexible_training = flex.to_dict()
     processor = load_processor(model_args, data_args)
     eval_scale = Scale(

@@ -19,6 +19,8 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import seed_worker
 from transformers.utils import logging
 
+from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
+
 logger = logging.get_logger(__name__)
 
 STEP_KEY = "flexible_step"
@@ -36,10 +38,9 @@ class Scale(NamedTuple):
     image_size: int
     patch_size: int
 
-    @property
-    def num_tokens(self) -> int:
-        """Patch tokens of one clip (tubelet 1): `num_frames * (image_size // patch_size) ** 2`."""
-        return self.num_frames * (self.image_size // self.patch_size) ** 2
+    def sequence_length(self, tubelet_size: int = 1) -> int:
+        """Tokens of one clip at this scale (`geometry.sequence_length`: the cls token and the patches)."""
+        return sequence_length(self.num_frames, self.image_size, self.patch_size, tubelet_size)
 
 
 # Each variant is a pure function of the config listing the scales it trains on (its support); the sampler draws
@@ -76,7 +77,7 @@ def _patch_sizes_near_base(config: FlexibleTrainingConfig, resolution: int) -> t
 def static_tokens_scales(config: FlexibleTrainingConfig) -> list[Scale]:
     """Fixed `token_grid`; p sampled; S = token_grid * p (default p = round(S / grid) for S in `resolutions`)."""
     grid = config.token_grid
-    patch_sizes = config.patch_sizes or tuple(sorted({max(1, round(s / grid)) for s in config.resolutions}))
+    patch_sizes = config.patch_sizes or tuple(sorted({static_tokens_patch_size(s, grid) for s in config.resolutions}))
     return [Scale(t, grid * p, p) for t in config.frames for p in patch_sizes]
 
 
@@ -147,8 +148,11 @@ class FlexibleTrainingConfig:
         token_grid: spatial token grid side that static_tokens keeps fixed (S = token_grid * p).
         base_patch_size: the patch size of the variants that keep it fixed.
         seed: seed of the schedule; the scale of step k depends only on (seed, k).
-        max_tokens_per_step: when set, a micro-batch keeps only as many clips as fit in this many patch tokens
-            (`frames * grid**2 * batch`); must hold at least one clip of the largest scale.
+        max_tokens_per_step: when set, a micro-batch keeps only as many clips as fit in this many tokens
+            (`geometry.sequence_length` per clip, the cls token and the patches); must hold at least one clip of the
+            largest scale.
+        tubelet_size: the model's frames per temporal token (its `config.tubelet_size`): token counts use it, and
+            every frame count must be a multiple of it.
 
     Invalid combinations (a size not divisible by its patch size, several values on a fixed axis, a budget smaller
     than one clip) raise `ValueError` here, not mid-training. `to_dict`/`from_dict` store the config in a trained
@@ -163,6 +167,7 @@ class FlexibleTrainingConfig:
     base_patch_size: int = 16
     seed: int = 0
     max_tokens_per_step: int | None = None
+    tubelet_size: int = 1
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -175,14 +180,19 @@ class FlexibleTrainingConfig:
             if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
                 raise ValueError(f"{name} must be a non-empty sequence of positive integers; got {values!r}.")
             object.__setattr__(self, name, values)
-        for name in ("token_grid", "base_patch_size"):
+        for name in ("token_grid", "base_patch_size", "tubelet_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
-        largest = max(self.scales, key=lambda scale: scale.num_tokens)
-        if self.max_tokens_per_step is not None and self.max_tokens_per_step < largest.num_tokens:
+        if any(t % self.tubelet_size for t in self.frames):
+            raise ValueError(
+                f"Every frame count in {self.frames} must be a multiple of tubelet_size {self.tubelet_size}."
+            )
+        largest = max(self.scales, key=lambda scale: scale.sequence_length(self.tubelet_size))
+        tokens = largest.sequence_length(self.tubelet_size)
+        if self.max_tokens_per_step is not None and self.max_tokens_per_step < tokens:
             raise ValueError(
                 f"max_tokens_per_step={self.max_tokens_per_step} cannot hold one clip of the largest scale {largest} "
-                f"({largest.num_tokens} tokens)."
+                f"({tokens} tokens)."
             )
 
     @property
@@ -199,6 +209,45 @@ class FlexibleTrainingConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FlexibleTrainingConfig:
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+
+
+VARIANT_NOTES = {"static_tokens": "the paper's best", "flexi_patch": "FlexiViT", "fixed": "the control"}
+
+
+def variant_rules(variant: str) -> tuple[str, str]:
+    """`(spatial rule, temporal rule)` of a variant in words, read off the scales its function lists for a config
+    with two values on every axis the variant lets vary: the model card's table is generated from the definitions."""
+    one_resolution = variant in ("flexi_patch", "temporal_only", "fixed")
+    config = FlexibleTrainingConfig(
+        variant, frames=(8,) if variant == "fixed" else (8, 16), resolutions=(224,) if one_resolution else (112, 224)
+    )
+    scales = config.scales
+
+    def varies(value: Callable[[Scale], int]) -> bool:
+        return len({value(scale) for scale in scales}) > 1
+
+    sizes, patches = varies(lambda s: s.image_size), varies(lambda s: s.patch_size)
+    grids = varies(lambda s: grid_side(s.image_size, s.patch_size))
+    if not sizes and not patches:
+        spatial = "S and p fixed"
+    elif not grids:
+        spatial = "token grid G = S/p fixed; patch size p sampled; resolution S = G·p"
+    elif not patches:
+        spatial = "p fixed; S sampled; the grid S/p varies"
+    elif not sizes:
+        spatial = "S fixed; p sampled; the grid S/p varies"
+    else:
+        spatial = "S and p sampled independently (S divisible by p); the grid S/p varies"
+    return spatial, "T sampled" if varies(lambda s: s.num_frames) else "T fixed"
+
+
+def variants_markdown_table() -> str:
+    """The table of every variant's rules (`variant_rules`), in markdown."""
+    rows = ["| variant | spatial rule per step | temporal rule per step |", "|---|---|---|"]
+    for variant in VARIANTS:
+        note = f" ({VARIANT_NOTES[variant]})" if variant in VARIANT_NOTES else ""
+        rows.append(f"| `{variant}`{note} | {' | '.join(variant_rules(variant))} |")
+    return "\n".join(rows)
 
 
 class ScaleSampler:
@@ -225,8 +274,8 @@ class ScaleSampler:
         All micro-batches of one optimizer step, on every process, share the scale and hence this size, so the mean
         of their mean losses is the mean over every clip of the step: the loss stays a correct mean.
         """
-        budget = self.config.max_tokens_per_step
-        return batch_size if budget is None else min(batch_size, budget // scale.num_tokens)
+        tokens = scale.sequence_length(self.config.tubelet_size)
+        return clips_within_budget(batch_size, tokens, self.config.max_tokens_per_step)
 
 
 class StepBatchSampler:

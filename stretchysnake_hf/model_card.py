@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .configuration_stretchysnake import StretchySnakeConfig
+from .flexible_training import variants_markdown_table
 
 CITATION = """```bibtex
 @article{siddiqui2025stretchysnake,
@@ -23,15 +24,6 @@ CITATION = """```bibtex
   note      = {arXiv:2403.06977}
 }
 ```"""
-
-VARIANTS_TABLE = """| variant | spatial rule per step | temporal rule per step |
-|---|---|---|
-| `static_tokens` (the paper's best) | token grid G fixed; patch size p sampled; resolution S = G·p | T sampled |
-| `static_patch` | p fixed; S sampled; the grid S/p varies | T sampled |
-| `flexi_patch` (FlexiViT) | S fixed; p sampled; the grid varies | T sampled |
-| `random` | S and p sampled independently (S divisible by p) | T sampled |
-| `temporal_only` | S and p fixed | T sampled |
-| `fixed` (the control) | S and p fixed | T fixed |"""
 
 
 def render_model_card(
@@ -102,7 +94,7 @@ Each optimizer step trains at one (frames, resolution, patch size) drawn by a sc
 variants and finds static tokens best; this package defines them as follows (the frame, resolution and patch-size
 sets are configurable; the paper's are frames {{8, 16, 32, 64}} and resolutions {{96, 128, 224, 384}}):
 
-{VARIANTS_TABLE}
+{variants_markdown_table()}
 
 {training}
 

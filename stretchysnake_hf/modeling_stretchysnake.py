@@ -20,6 +20,7 @@ from transformers.utils.import_utils import is_tracing
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_stretchysnake import StretchySnakeConfig
+from .geometry import SCALE_DEPENDENT_PARAMETERS, grid_side
 from .resizing import pi_resize_patch_kernel, rebase_tensor, resize_spatial_pos_embed, resize_temporal_pos_embed
 from .selective_scan import causal_conv1d, cuda_kernels_available, mamba_inner_cuda, resolve_backend, selective_scan
 
@@ -127,7 +128,7 @@ class StretchySnakeEmbeddings(nn.Module):
         self.patch_size = config.patch_size
         self.tubelet_size = config.tubelet_size
         self.num_channels = config.num_channels
-        base_grid = config.image_size // config.patch_size
+        base_grid = grid_side(config.image_size, config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + base_grid * base_grid, config.hidden_size))
         self.temporal_position_embeddings = nn.Parameter(
@@ -402,11 +403,7 @@ register_checkpoint_conversion_mapping(
     StretchySnakeConfig.model_type,
     [
         WeightConverter(pattern, pattern, operations=[StretchySnakeRebaseOp()])
-        for pattern in (
-            "embeddings.position_embeddings",
-            "embeddings.temporal_position_embeddings",
-            "patch_embeddings.projection.weight",
-        )
+        for pattern in SCALE_DEPENDENT_PARAMETERS
     ],
     overwrite=True,
 )

@@ -10,8 +10,13 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-# A child of the transformers logger, so `transformers.logging.set_verbosity_info()` shows every resized tensor.
+from .geometry import PATCH_KERNEL, SPATIAL_POSITION_TABLE, TEMPORAL_POSITION_TABLE
+
 logger = logging.get_logger(__name__)
+
+# How the video processor resizes frames by default. PI-resize builds the patch kernel's resize basis with the same
+# interpolation, so that a resized patch meets the resized kernel (FlexiViT); the processor takes its default from here.
+FRAME_INTERPOLATION = "bilinear"
 
 
 @functools.lru_cache(maxsize=64)
@@ -38,7 +43,7 @@ def _pi_resize_matrix(old_size: tuple[int, ...], new_size: tuple[int, ...]) -> t
     interpolation the video processor resizes frames with (its default), so a resized patch meets the resized
     kernel, as FlexiViT prescribes.
     """
-    modes = ["bilinear"] * len(old_size)
+    modes = [FRAME_INTERPOLATION] * len(old_size)
     if len(old_size) == 3:
         modes[0] = "linear"
     resize = torch.ones(1, 1, dtype=torch.float64)
@@ -126,24 +131,23 @@ def resize_temporal_pos_embed(table: torch.Tensor, new_length: int) -> torch.Ten
 def rebase_tensor(name: str, tensor: torch.Tensor, target_shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
     """Resize a checkpoint tensor that depends on the input scale to the scale of `target_shape`.
 
-    The three scale-dependent tensors are recognised by their parameter name: the spatial position table
-    (`...embeddings.position_embeddings`, bicubic; square grids, as a config's base grid is), the temporal table
-    (`...temporal_position_embeddings`, linear) and the patch kernel (`...patch_embeddings.projection.weight`,
-    PI-resize). Only the scale dims are resized (grid, frame count, kernel size): a tensor whose channel dims differ
+    The three scale-dependent tensors (`geometry.SCALE_DEPENDENT_PARAMETERS`) are recognised by the end of their
+    parameter name: the spatial position table (bicubic; square grids, as a config's base grid is), the temporal
+    table (linear) and the patch kernel (PI-resize). Only the scale dims are resized (grid, frame count, kernel size): a tensor whose channel dims differ
     from `target_shape` comes back with those dims unchanged, for the caller's size-mismatch check to report. Any
     other name, or an equal shape, returns `tensor` itself.
     """
     target_shape = tuple(target_shape)
     if tuple(tensor.shape) == target_shape or len(target_shape) != tensor.dim():
         return tensor
-    if name.endswith("temporal_position_embeddings"):
+    if name.endswith(TEMPORAL_POSITION_TABLE):
         resized = resize_temporal_pos_embed(tensor, target_shape[1])
-    elif name.endswith("embeddings.position_embeddings"):
+    elif name.endswith(SPATIAL_POSITION_TABLE):
         side = math.isqrt(target_shape[1] - 1)
         if side * side != target_shape[1] - 1:
             raise ValueError(f"{name}: target shape {target_shape} does not hold a square grid plus a cls slot.")
         resized = resize_spatial_pos_embed(tensor, (side, side))
-    elif name.endswith("patch_embeddings.projection.weight"):
+    elif name.endswith(PATCH_KERNEL):
         resized = pi_resize_patch_kernel(tensor, target_shape[2:])
     else:
         return tensor

@@ -16,6 +16,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
+from .resizing import FRAME_INTERPOLATION
 from .video_io import VideoDecodeError, VideoInfo, load_video, source_name
 
 logger = logging.get_logger(__name__)
@@ -270,7 +271,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
     do_flip = True
     image_mean = tuple(IMAGENET_DEFAULT_MEAN)
     image_std = tuple(IMAGENET_DEFAULT_STD)
-    interpolation = "bilinear"
+    interpolation = FRAME_INTERPOLATION  # the basis PI-resize assumes (`resizing.FRAME_INTERPOLATION`)
     on_error = "raise"
 
     def __init__(self, **kwargs: Any) -> None:

@@ -22,10 +22,10 @@ from stretchysnake_hf.evaluation import (
     OUT_OF_MEMORY,
     OVER_BUDGET,
     evaluate_scales,
-    save_results,
     spatial_settings,
     top_k_accuracy,
 )
+from stretchysnake_hf.evaluation_report import save_results
 from stretchysnake_hf.flexible_training import FlexibleTrainingConfig
 from stretchysnake_hf.flops import count_flops
 from stretchysnake_hf.model_card import render_model_card

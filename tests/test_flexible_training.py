@@ -18,6 +18,7 @@ from stretchysnake_hf.flexible_training import (
     StepBatchSampler,
     StepTaggedDataset,
 )
+from stretchysnake_hf.geometry import sequence_length
 
 CONFIGS = {
     "static_tokens": FlexibleTrainingConfig("static_tokens"),
@@ -108,7 +109,8 @@ def test_config_round_trips_through_a_model_config(tmp_path):
 
 
 def test_token_budget_cuts_every_micro_batch_of_a_step_alike():
-    config = FlexibleTrainingConfig("static_patch", frames=(8, 64), max_tokens_per_step=64 * 24**2 * 2)
+    clip = sequence_length(64, 384, 16)  # 1 + 64 * 24**2: the cls token counts
+    config = FlexibleTrainingConfig("static_patch", frames=(8, 64), max_tokens_per_step=2 * clip)
     sampler = ScaleSampler(config)
     assert sampler.batch_size_for(Scale(64, 384, 16), 8) == 2
     assert sampler.batch_size_for(Scale(8, 384, 16), 8) == 8
@@ -189,11 +191,11 @@ def test_collator_trains_at_the_scale_of_the_batch_step():
 
 def test_collator_cuts_to_the_token_budget_and_drops_skipped_videos():
     config = FlexibleTrainingConfig(
-        "fixed", frames=(4,), resolutions=(32,), base_patch_size=8, max_tokens_per_step=128
+        "fixed", frames=(4,), resolutions=(32,), base_patch_size=8, max_tokens_per_step=130
     )
     processor = RecordingProcessor(skip={1})
     batch = FlexibleVideoCollator(processor, ScaleSampler(config))(tagged(0, count=5))
-    assert processor.calls[-1]["videos"] == ["v0.mp4", "v1.mp4"]  # 64 tokens per clip: 2 clips fit
+    assert processor.calls[-1]["videos"] == ["v0.mp4", "v1.mp4"]  # 65 tokens per clip: 2 clips fit
     assert batch["labels"].tolist() == [0] and batch["pixel_values"].shape[0] == 1
 
 

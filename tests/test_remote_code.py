@@ -135,6 +135,7 @@ def test_saved_folder_holds_the_code_and_its_auto_map(saved):
         "resizing.py",
         "selective_scan.py",
         "scan_numba.py",
+        "geometry.py",
         "mixer_inference_cpu.py",
         "numba_math.py",
     } <= {path.name for path in folder.iterdir()}

@@ -9,6 +9,8 @@ import av
 import numpy as np
 import torch
 
+from stretchysnake_hf import video_io
+
 BITS = 8
 
 
@@ -143,3 +145,17 @@ def write_song_with_cover_art(path: Path) -> None:
         for packet in [*art.encode(picture), *art.encode()]:
             container.mux(packet)
         _encode_silence(container, audio, 1.0)
+
+
+def count_decoded_frames(monkeypatch) -> list[int]:
+    """A list that collects the timestamp of every frame the decoder produces from now on (for the test's duration)."""
+    decoded = []
+    real_decode_forward = video_io._decode_forward
+
+    def counting_decode_forward(*args, **kwargs):
+        for frame in real_decode_forward(*args, **kwargs):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(video_io, "_decode_forward", counting_decode_forward)
+    return decoded

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from indexed_video import (
+    count_decoded_frames,
     decode_all_single_threaded,
     indexed_frames,
     noisy,
@@ -97,15 +98,7 @@ def test_transport_stream_with_a_single_keyframe_decodes_once_from_the_start(tmp
     monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", 0.0)
     path = tmp_path / "one_keyframe.ts"
     write_video(path, indexed_frames(300), 30, "libx264", gop_size=1000, options={"sc_threshold": "0"})
-    decoded = []
-    real_decode_forward = video_io._decode_forward
-
-    def counting_decode_forward(*args, **kwargs):
-        for frame in real_decode_forward(*args, **kwargs):
-            decoded.append(frame.pts)
-            yield frame
-
-    monkeypatch.setattr(video_io, "_decode_forward", counting_decode_forward)
+    decoded = count_decoded_frames(monkeypatch)
     indices = sample_frame_indices(300, 16)
     frames, _ = load_video(path, lambda info: indices)
     assert read_indices(frames) == [index % 256 for index in indices]  # was "no frame could be decoded"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from indexed_video import indexed_frames, read_indices
+from indexed_video import count_decoded_frames, indexed_frames, read_indices
 from PIL import Image
 from transformers import AutoImageProcessor
 
@@ -88,15 +88,7 @@ def test_sampled_indices_are_decoded_exactly_in_request_order(clips, monkeypatch
 
 
 def test_seeking_decodes_only_around_the_sampled_frames(clips, monkeypatch):
-    decoded = []
-    real_decode_forward = video_io._decode_forward
-
-    def counting_decode_forward(*args, **kwargs):
-        for frame in real_decode_forward(*args, **kwargs):
-            decoded.append(frame.pts)
-            yield frame
-
-    monkeypatch.setattr(video_io, "_decode_forward", counting_decode_forward)
+    decoded = count_decoded_frames(monkeypatch)
     frames, _ = load_video(clips["h264.mp4"], lambda info: [5, 47, 88])  # 3 s at 30 fps, a keyframe every 12
     assert read_indices(frames) == [5, 47, 88]
     # Each target costs at most a group of pictures plus decoder look-ahead, never the whole 90-frame video.

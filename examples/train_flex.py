@@ -434,15 +434,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.push_to_hub(commit_message="StretchySnake flexible training")
     state = PartialState()
     state.wait_for_everyone()
+    # The DDP wrapper goes while the group still exists: its reducer frees what it holds with the GIL held, so as the
+    # group's last owner it would join gloo's worker threads while one of them waits for the GIL to free the tensors of
+    # a finished collective (a hang, or an abort at interpreter exit). destroy_process_group frees the group with the
+    # GIL released.
+    trainer.model_wrapped = trainer.model
     state.destroy_process_group()
     return metrics
 
 
 if __name__ == "__main__":
     main(sys.argv[1:] or None)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Everything is written. A launched rank leaves without the interpreter's teardown, in which one of two CPU
-        # ranks now and then aborted ("terminate called without an active exception") or hung in a native thread.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

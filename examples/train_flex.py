@@ -45,13 +45,16 @@ from stretchysnake_hf.data import folder_dataset
 from stretchysnake_hf.evaluation import evaluate_scales, top_k_accuracy
 from stretchysnake_hf.evaluation_report import accuracy_grid_markdown, save_results
 from stretchysnake_hf.flexible_training import (
+    EMA_FOLDER,
     FlexibleTrainer,
     FlexibleTrainingConfig,
     FlexibleVideoCollator,
     Scale,
     ScaleSampler,
 )
+from stretchysnake_hf.mixing import MixupCutmix
 from stretchysnake_hf.model_card import render_model_card
+from stretchysnake_hf.recipes import RECIPES, recipe_arguments
 from stretchysnake_hf.video_datasets import (
     FORMATS,
     drop_unlabelled,
@@ -158,6 +161,75 @@ class FlexibleArguments:
     )
 
 
+@dataclass
+class RecipeArguments:
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Set every flag below (and weight decay, betas, schedule, warm-up) to a recipe's values: "
+            f"{', '.join(RECIPES)}. Flags given explicitly win."
+        },
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise lr decay: layer l of depth+2 trains at lr * F ** (depth + 1 - l) (VideoMamba 0.8)."
+        },
+    )
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta parameter; 0 disables (VideoMamba 0.8)."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta parameter; 0 disables (VideoMamba 1.0)."})
+    mixup_prob: float = field(default=1.0, metadata={"help": "Probability that a batch is mixed at all."})
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "Probability of CutMix rather than Mixup when both are on."}
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "Label smoothing of the (soft) targets (VideoMamba 0.1)."}
+    )
+    rand_augment: str | None = field(
+        default=None, metadata={"help": "RandAugment in timm's notation, e.g. 'm7-n4-mstd0.5-inc1' (VideoMamba)."}
+    )
+    random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (VideoMamba 0.25)."})
+    random_erasing_mode: str = field(default="pixel", metadata={"help": "Erased box fill: pixel, rand or const."})
+    train_interpolation: str | None = field(
+        default=None, metadata={"help": "Interpolation of training crops: bilinear or bicubic (VideoMamba)."}
+    )
+    repeated_augmentation: int = field(
+        default=1, metadata={"help": "Copies of each video per batch, independently augmented (VideoMamba 2)."}
+    )
+    ema_decay: float | None = field(
+        default=None, metadata={"help": "Keep an EMA of the weights (e.g. 0.9999), evaluated and saved under ema/."}
+    )
+
+    def mixing(self, num_labels: int) -> MixupCutmix | None:
+        """The collator's batch mixing and smoothing, or None when every one of them is off."""
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0 and self.label_smoothing == 0:
+            return None
+        return MixupCutmix(
+            num_labels,
+            mixup_alpha=self.mixup_alpha,
+            cutmix_alpha=self.cutmix_alpha,
+            prob=self.mixup_prob,
+            switch_prob=self.mixup_switch_prob,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def summary(self) -> str:
+        """The recipe's settings in words, for the model card."""
+        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+
+def with_recipe(argv: list[str]) -> list[str]:
+    """`argv` with the flags of its `--recipe` (if any) in front, so that flags given explicitly win."""
+    for index, argument in enumerate(argv):
+        name, _, value = argument.partition("=")
+        if name == "--recipe":
+            name = value or (argv[index + 1] if index + 1 < len(argv) else "")
+            if name not in RECIPES:
+                raise ValueError(f"Unknown --recipe {name!r}; choose one of {sorted(RECIPES)}.")
+            return recipe_arguments(name) + argv
+    return argv
+
+
 def parse_overrides(text: str | None) -> dict[str, Any]:
     """'a=1,b=x' -> {'a': 1, 'b': 'x'} (values read as Python literals when they are)."""
     overrides = {}
@@ -256,12 +328,18 @@ def load_model(args: ModelArguments, class_names: list[str]) -> StretchySnakeFor
     )
 
 
-def load_processor(model_args: ModelArguments, args: DataArguments) -> StretchySnakeVideoProcessor:
+def load_processor(
+    model_args: ModelArguments, args: DataArguments, recipe: RecipeArguments
+) -> StretchySnakeVideoProcessor:
     settings = {
         "sampling": args.sampling,
         "do_flip": args.do_flip,
         "crop_scale": (args.crop_scale_min, 1.0),
         "on_error": "skip" if args.skip_bad_videos else "raise",
+        "rand_augment": recipe.rand_augment,
+        "random_erasing": recipe.random_erasing,
+        "random_erasing_mode": recipe.random_erasing_mode,
+        "train_interpolation": recipe.train_interpolation,
     }
     path = model_args.model_name_or_path
     if path is not None and (Path(path) / "preprocessor_config.json").is_file():
@@ -286,10 +364,12 @@ def write_model_card(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
+    recipe: RecipeArguments,
     metrics: dict[str, float],
     scale_results: list,
 ) -> None:
-    """README.md (the library's model card) saying how the checkpoint was trained and evaluated, and how to load it."""
+    """README.md (the library's model card) saying how the checkpoint was trained and evaluated, and how to load it.
+    In the `ema/` folder, the card of the EMA weights."""
     data = data_args.dataset_name or data_args.train_dir
     if data_args.dataset_name is None and data_args.dataset_format is not None:
         data = f"{data_args.dataset_format} fold {data_args.fold} ({data_args.data_root})"
@@ -302,7 +382,16 @@ def write_model_card(
 resolutions {list(flex.resolutions)}, patch sizes {list(flex.patch_sizes) if flex.patch_sizes else "per variant"},
 token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule seed {flex.seed} (the full config is
 in `config.json` under `flexible_training`); {length}, learning rate {training_args.learning_rate}, per-device batch
-{training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}."""
+{training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}.
+
+Fine-tuning recipe{f" `{recipe.recipe}`" if recipe.recipe else ""}: weight decay {training_args.weight_decay},
+Adam betas ({training_args.adam_beta1}, {training_args.adam_beta2}), schedule {training_args.lr_scheduler_type}
+{training_args.lr_scheduler_kwargs or ""}, warm-up {training_args.warmup_steps}; {recipe.summary()}."""
+    ema = Path(card_dir).name == EMA_FOLDER
+    if ema:
+        training += (
+            f"\n\nThese are the exponential moving average (decay {recipe.ema_decay}) of the weights one folder up."
+        )
     lines = [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if "accuracy" in key]
     views = ""
     if data_args.eval_num_clips * data_args.eval_num_crops > 1:
@@ -311,7 +400,7 @@ in `config.json` under `flexible_training`); {length}, learning rate {training_a
         f"At {eval_scale.num_frames} frames, {eval_scale.image_size} px, patch {eval_scale.patch_size}{views}:\n\n"
         "| metric | value |\n|---|---|\n" + "\n".join(lines or ["| (no evaluation) | |"])
     )
-    if scale_results:
+    if scale_results and not ema:
         results += "\n\nTop-1 (%) over scales (`*`: not trained on; details in `scales.md`):\n\n"
         results += accuracy_grid_markdown(scale_results)
     card = render_model_card(
@@ -320,7 +409,7 @@ in `config.json` under `flexible_training`); {length}, learning rate {training_a
         summary=f"A StretchySnake video classifier trained with `examples/train_flex.py` on `{data}`.",
         training=training,
         results=results,
-        heatmap="scales.png" if scale_results else None,
+        heatmap="scales.png" if scale_results and not ema else None,
         config=model.config,
         datasets=[data_args.dataset_name] if data_args.dataset_name else (),
         license=None if model_args.model_name_or_path else "apache-2.0",
@@ -338,19 +427,26 @@ class CardTrainer(FlexibleTrainer):
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         if self.is_world_process_zero():
-            self.write_card(self.args.output_dir)
+            self.write_cards(self.args.output_dir)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
         if self.is_world_process_zero():
-            self.write_card(
+            self.write_cards(
                 os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             )
 
+    def write_cards(self, folder: str) -> None:
+        """The card of the model saved in `folder`, and of its EMA in `folder/ema` when there is one."""
+        self.write_card(folder)
+        if self.ema is not None:
+            self.write_card(os.path.join(folder, EMA_FOLDER))
+
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, FlexibleArguments, TrainingArguments))
-    model_args, data_args, flex_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, FlexibleArguments, RecipeArguments, TrainingArguments))
+    argv = with_recipe(sys.argv[1:] if argv is None else list(argv))
+    model_args, data_args, flex_args, recipe, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
@@ -368,7 +464,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = load_model(model_args, class_names)
     flex = dataclasses.replace(flex, tubelet_size=model.config.tubelet_size)  # token budgets count the model's tubelet
     model.config.flexible_training = flex.to_dict()
-    processor = load_processor(model_args, data_args)
+    processor = load_processor(model_args, data_args, recipe)
+    mixing = recipe.mixing(len(class_names))
+    if mixing is not None and training_args.label_smoothing_factor:
+        raise ValueError(
+            f"--label_smoothing_factor {training_args.label_smoothing_factor} would smooth the mixed targets twice: "
+            "give the smoothing as --label_smoothing."
+        )
     eval_scale = Scale(
         data_args.eval_num_frames or model.config.num_frames,
         data_args.eval_image_size or model.config.image_size,
@@ -387,6 +489,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             model_args=model_args,
             data_args=data_args,
             training_args=training_args,
+            recipe=recipe,
             metrics=metrics,
             scale_results=scale_results,
         ),
@@ -398,12 +501,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             eval_scale=eval_scale,
             eval_num_clips=data_args.eval_num_clips,
             eval_num_crops=data_args.eval_num_crops,
+            repeated_augmentation=recipe.repeated_augmentation,
+            mixing=mixing,
         ),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
         compute_metrics=compute_metrics,
         scale_log_file=flex_args.scale_log_file,
+        layer_decay=recipe.layer_decay,
+        ema_decay=recipe.ema_decay,
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     metrics.update(result.metrics)
@@ -444,4 +551,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or None)
+    main()

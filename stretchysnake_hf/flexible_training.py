@@ -14,12 +14,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import seed_worker
-from transformers.utils import logging
+from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
+from .mixing import MixupCutmix, soft_target_cross_entropy
+from .optimization import ModelEma, layer_decay_parameter_groups
 
 logger = logging.get_logger(__name__)
 
@@ -29,6 +32,8 @@ SEED_KEY = "flexible_batch_seed"
 """Key of the per-batch augmentation seed that `StepBatchSampler` attaches to every training example."""
 VIEWS_KEY = "num_views"
 """Key of the number of views per video in an evaluation batch of several views (`FlexibleTrainer` averages them)."""
+SOFT_LABELS_KEY = "soft_labels"
+"""Key of the `(batch, num_labels)` soft targets of a mixed or label-smoothed training batch (in place of `labels`)."""
 
 
 class Scale(NamedTuple):
@@ -365,10 +370,14 @@ class FlexibleVideoCollator:
         video_key / label_key: example fields holding the video (path, bytes, array, ...) and the class index.
         eval_num_clips / eval_num_crops: the views of each evaluation video (VideoMamba's test protocol: 4 x 3);
             `FlexibleTrainer` scores a video by its softmax averaged over them.
+        repeated_augmentation: in training, each video comes `repeated_augmentation` times, contiguous, from one
+            decode with independent augmentations (VideoMamba's `num_sample`); the token budget counts every copy.
+        mixing: a `MixupCutmix`, applied to each training batch after the processor (at the step's scale) with a
+            generator seeded by the batch's seed; the batch then carries `soft_labels` instead of `labels`.
 
     Returns dicts with `pixel_values` `(batch_size * views, num_frames, 3, image_size, image_size)`, `labels`
-    (one per video), `patch_size`, in training `flexible_step` (which `FlexibleTrainer` checks and removes), and at
-    evaluation with several views `num_views`.
+    (one per clip), `patch_size`, in training `flexible_step` (which `FlexibleTrainer` checks and removes), and at
+    evaluation with several views `num_views` (`labels` one per video).
     """
 
     def __init__(
@@ -380,6 +389,8 @@ class FlexibleVideoCollator:
         label_key: str = "label",
         eval_num_clips: int = 1,
         eval_num_crops: int = 1,
+        repeated_augmentation: int = 1,
+        mixing: MixupCutmix | None = None,
     ) -> None:
         self.processor = processor
         self.sampler = sampler
@@ -388,6 +399,16 @@ class FlexibleVideoCollator:
         self.label_key = label_key
         self.eval_num_clips = eval_num_clips
         self.eval_num_crops = eval_num_crops
+        self.repeated_augmentation = repeated_augmentation
+        self.mixing = mixing
+        if repeated_augmentation < 1:
+            raise ValueError(f"repeated_augmentation must be a positive integer; got {repeated_augmentation}.")
+        largest = max(sampler.scales, key=lambda scale: scale.sequence_length(sampler.config.tubelet_size))
+        if sampler.batch_size_for(largest, repeated_augmentation) < repeated_augmentation:
+            raise ValueError(
+                f"max_tokens_per_step={sampler.config.max_tokens_per_step} cannot hold the {repeated_augmentation} "
+                f"copies of one video (repeated_augmentation) at the largest scale {largest}."
+            )
 
     def _video(self, example: dict[str, Any]) -> Any:
         """The example's video, as a segment mapping for the processor when it has a `start` or `end`."""
@@ -401,7 +422,8 @@ class FlexibleVideoCollator:
             scale, training, seed = self.eval_scale, False, None
         else:
             scale, seed = self.sampler.scale_for_step(step), examples[0][SEED_KEY]
-            examples = examples[: self.sampler.batch_size_for(scale, len(examples))]
+            copies = self.repeated_augmentation
+            examples = examples[: self.sampler.batch_size_for(scale, len(examples) * copies) // copies]
             training = True
         num_frames, image_size, patch_size = scale if scale is not None else (None, None, None)
         inputs = self.processor(
@@ -414,10 +436,22 @@ class FlexibleVideoCollator:
             return_tensors="pt",
             num_clips=self.eval_num_clips,
             num_crops=self.eval_num_crops,
+            **(
+                {"repeated_augmentation": self.repeated_augmentation}
+                if training and self.repeated_augmentation > 1
+                else {}
+            ),
         )
         skipped = set(inputs.get("skipped_indices", ()))
         labels = [example[self.label_key] for i, example in enumerate(examples) if i not in skipped]
-        batch = {"pixel_values": inputs["pixel_values"], "labels": torch.tensor(labels, dtype=torch.long)}
+        labels = torch.tensor(labels, dtype=torch.long)
+        if training:
+            labels = labels.repeat_interleave(self.repeated_augmentation)
+        batch = {"pixel_values": inputs["pixel_values"], "labels": labels}
+        if training and self.mixing is not None:
+            rng = np.random.default_rng([seed, 1])  # stream 1 of the batch seed; the processor draws from its own
+            batch["pixel_values"], batch[SOFT_LABELS_KEY] = self.mixing(batch["pixel_values"], labels, rng)
+            del batch["labels"]
         if inputs.get("patch_size") is not None:
             batch["patch_size"] = inputs["patch_size"]
         if training:
@@ -441,6 +475,20 @@ class _EpochFromStepCallback(TrainerCallback):
         self.batch_sampler.set_epoch(state.global_step // self.batch_sampler.updates_per_epoch)
 
 
+EMA_FOLDER = "ema"
+"""Sub-folder of a saved model or checkpoint holding the EMA weights (a model folder of its own)."""
+
+
+class _EmaCallback(TrainerCallback):
+    """Updates the trainer's EMA after every optimizer step (before any checkpoint of that step is written)."""
+
+    def __init__(self, trainer: FlexibleTrainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.ema.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
+
+
 class FlexibleTrainer(Trainer):
     """A `Trainer` for flexible training with a `FlexibleVideoCollator`.
 
@@ -453,11 +501,28 @@ class FlexibleTrainer(Trainer):
     `eval_num_crops`), a video's prediction is the log of its softmax averaged over its views (so metrics see one
     row per video) and the loss is the negative log of that average at the label.
 
+    Training batches with `soft_labels` (the collator's `mixing`) train on the soft-target cross-entropy.
+    `layer_decay` builds the optimizer's parameter groups with `optimization.layer_decay_parameter_groups` (through
+    the Trainer's optimizer hook, so `--optim`, schedulers, DeepSpeed and resume are untouched). `ema_decay` keeps a
+    `ModelEma` updated after every optimizer step, evaluated next to the model (metrics prefixed `eval_ema_`), saved
+    wherever the model is saved as the folder `ema/` (weights, config, processor), and restored on resume.
+
     Needs `remove_unused_columns=False` (the collator reads the raw video column).
     """
 
-    def __init__(self, *args: Any, scale_log_file: str | os.PathLike | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        scale_log_file: str | os.PathLike | None = None,
+        layer_decay: float | None = None,
+        ema_decay: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.layer_decay = layer_decay
+        self.ema = None if ema_decay is None else ModelEma(self.model, ema_decay)
+        if self.ema is not None:
+            self.add_callback(_EmaCallback(self))
         if not isinstance(self.data_collator, FlexibleVideoCollator):
             raise TypeError("FlexibleTrainer needs a FlexibleVideoCollator as data_collator.")
         if self.args.remove_unused_columns:
@@ -540,3 +605,54 @@ class FlexibleTrainer(Trainer):
         if "loss" in logs and self._step_scale is not None:
             logs = {**logs, **{f"scale_{key}": value for key, value in self._step_scale.items()}}
         super().log(logs, start_time)
+
+    def get_optimizer_cls_and_kwargs(self, args: Any, model: torch.nn.Module | None = None) -> tuple[Any, Any]:
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        if self.layer_decay is not None:
+            optimizer_kwargs["params"] = layer_decay_parameter_groups(
+                model, args.learning_rate, args.weight_decay, self.layer_decay
+            )
+        return optimizer_cls, optimizer_kwargs
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ):
+        soft_labels = inputs.pop(SOFT_LABELS_KEY, None)
+        if soft_labels is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**inputs)
+        loss = soft_target_cross_entropy(outputs.logits, soft_labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.ema is not None:
+            with self.ema.swapped_into(self.accelerator.unwrap_model(self.model)):
+                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_ema"))
+        return metrics
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.ema is not None and self.args.should_save:
+            folder = os.path.join(output_dir or self.args.output_dir, EMA_FOLDER)
+            self.ema.module.save_pretrained(folder)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(folder)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.ema is None:
+            return
+        weights = os.path.join(resume_from_checkpoint, EMA_FOLDER, SAFE_WEIGHTS_NAME)
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"Resuming with an EMA (ema_decay={self.ema.decay}) needs the checkpoint's EMA weights, and {weights} "
+                "does not exist (was the run started without --ema_decay?)."
+            )
+        self.ema.module.load_state_dict(load_file(weights, device=str(next(self.ema.module.parameters()).device)))

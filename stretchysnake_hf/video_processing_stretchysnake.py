@@ -17,6 +17,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
 from .resizing import FRAME_INTERPOLATION
+from .video_augmentation import ERASING_MODES, parse_rand_augment, rand_augment, random_erase
 from .video_io import VideoDecodeError, VideoInfo, load_video, source_name
 
 logger = logging.get_logger(__name__)
@@ -41,6 +42,10 @@ class StretchySnakeVideoProcessorKwargs(TypedDict, total=False):
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     interpolation: str
+    train_interpolation: str | None
+    rand_augment: str | None
+    random_erasing: float
+    random_erasing_mode: str
     on_error: str
 
 
@@ -238,6 +243,17 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             Per-channel standard deviation divided by.
         interpolation (`str`, *optional*, defaults to `"bilinear"`):
             "bilinear" or "bicubic" (antialiased when shrinking).
+        train_interpolation (`str`, *optional*):
+            The interpolation of training crops and of RandAugment's geometric operations (VideoMamba's recipe:
+            "bicubic"); `None` uses `interpolation`.
+        rand_augment (`str`, *optional*):
+            In training, RandAugment in timm's notation (VideoMamba's recipe: `"rand-m7-n4-mstd0.5-inc1"`), the same
+            operations and magnitudes on every frame of a clip (`video_augmentation.rand_augment`); `None`: off.
+        random_erasing (`float`, *optional*, defaults to 0.0):
+            In training, the probability of erasing one random box of each clip, the same box on every frame
+            (`video_augmentation.random_erase`; VideoMamba's recipe: 0.25).
+        random_erasing_mode (`str`, *optional*, defaults to `"pixel"`):
+            What fills the erased box: "pixel" (normal noise per pixel), "rand" (per channel) or "const" (zeros).
         on_error (`str`, *optional*, defaults to `"raise"`):
             What a video that cannot be decoded does: "raise" the error, or "skip" it with a warning (its index is
             listed in the output's `skipped_indices`, its error message, which names the file, in `skipped_errors`).
@@ -272,6 +288,10 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
     image_mean = tuple(IMAGENET_DEFAULT_MEAN)
     image_std = tuple(IMAGENET_DEFAULT_STD)
     interpolation = FRAME_INTERPOLATION  # the basis PI-resize assumes (`resizing.FRAME_INTERPOLATION`)
+    train_interpolation = None
+    rand_augment = None
+    random_erasing = 0.0
+    random_erasing_mode = "pixel"
     on_error = "raise"
 
     def __init__(self, **kwargs: Any) -> None:
@@ -282,6 +302,12 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             setattr(self, key, tuple(value) if isinstance(value, list) else value)
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.rand_augment is not None:
+            parse_rand_augment(self.rand_augment)
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing!r}")
+        if self.random_erasing_mode not in ERASING_MODES:
+            raise ValueError(f"random_erasing_mode must be one of {ERASING_MODES}, got {self.random_erasing_mode!r}")
 
     def preprocess(
         self,
@@ -295,6 +321,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         do_sample_frames: bool = True,
+        repeated_augmentation: int = 1,
         **kwargs: Any,
     ) -> BatchFeature:
         r"""
@@ -312,12 +339,15 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             generator / seed: the source of training randomness (a `torch.Generator`, or a seed to build one);
                 without either, a generator seeded from torch's global RNG (reproducible under `torch.manual_seed`).
             do_sample_frames (`bool`, defaults to `True`): `False` keeps every frame (`num_frames` is ignored).
+            repeated_augmentation (`int`, defaults to 1): in training, each video's sampled frames (decoded once)
+                come out this many times, contiguous, each with its own crop, flip, RandAugment and erasing
+                (VideoMamba's `num_sample`).
             kwargs: any other setting of the class (`frame_stride`, `num_clips`, `num_crops`, `do_flip`,
                 `on_error`, ...).
 
         Returns:
             `BatchFeature` with `pixel_values`, float32 `(batch_size * num_views, num_frames, 3, size, size)`, where
-            `num_views = num_clips * num_crops` at evaluation and 1 in training, the views of a video contiguous
+            `num_views = num_clips * num_crops` at evaluation and `repeated_augmentation` in training, the views of a video contiguous
             (score a video by `logits.softmax(-1).view(batch_size, num_views, -1).mean(1)`); `patch_size` (an
             `int`) when set; when `on_error="skip"`, `skipped_indices` (input positions dropped, ascending) and `skipped_errors`
             (for each of them the error message as a `str`, which names the file and the problem).
@@ -339,6 +369,9 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         if training and generator is None:
             generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         num_clips, num_crops = (1, 1) if training else (opts["num_clips"], opts["num_crops"])
+        if repeated_augmentation < 1:
+            raise ValueError(f"repeated_augmentation must be a positive integer, got {repeated_augmentation!r}")
+        copies = repeated_augmentation if training else 1
 
         videos = [videos] if is_single_video(videos) else list(videos)
         clips, skipped, errors = [], [], []
@@ -361,7 +394,8 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
                 errors.append(str(err))
                 continue
             for clip in frames:
-                clips.extend(self._crop_views(clip, size, num_crops, training, opts, generator))
+                for _ in range(copies):
+                    clips.extend(self._crop_views(clip, size, num_crops, training, opts, generator))
         pixel_values = torch.stack(clips) if clips else torch.empty(0, int(opts["num_frames"]), 3, size, size)
         output = BatchFeature({"pixel_values": pixel_values})
         if patch_size is not None:
@@ -432,8 +466,11 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         opts: dict[str, Any],
         generator: torch.Generator | None,
     ) -> list[torch.Tensor]:
-        """uint8 `(num_frames, height, width, 3)` -> `num_crops` normalized float32 `(num_frames, 3, size, size)`."""
+        """uint8 `(num_frames, height, width, 3)` -> `num_crops` normalized float32 `(num_frames, 3, size, size)`;
+        in training, with the settings' RandAugment (before normalizing) and random erasing (after)."""
         height, width = clip.shape[1:3]
+        interpolation = (training and opts["train_interpolation"]) or opts["interpolation"]
+        augment = parse_rand_augment(opts["rand_augment"]) if training and opts["rand_augment"] else None
         if not training:
             boxes = square_boxes(height, width, num_crops)
         elif opts["do_random_resized_crop"]:
@@ -452,13 +489,16 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
             if (box_h, box_w) != (size, size):
                 # Resized as uint8: torch's vectorised antialiased kernel for channels-last uint8 is ~4x faster than
                 # the float one, and differs from it by rounding only.
-                view = F.interpolate(
-                    view, size=(size, size), mode=opts["interpolation"], align_corners=False, antialias=True
-                )
-            view = view.float()
+                view = F.interpolate(view, size=(size, size), mode=interpolation, align_corners=False, antialias=True)
+            view = view.float() / 255
             if training and opts["do_flip"] and float(torch.rand(1, generator=generator)) < 0.5:
                 view = view.flip(-1)
-            views.append((view / 255 - mean) / std)
+            if augment is not None:
+                view = rand_augment(view, augment, generator, interpolation)
+            view = (view - mean) / std
+            if training and opts["random_erasing"] > 0:
+                view = random_erase(view, opts["random_erasing"], opts["random_erasing_mode"], generator)
+            views.append(view)
         return views
 
 

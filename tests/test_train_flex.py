@@ -67,9 +67,14 @@ def check_schedule(records: list[dict]) -> None:
         )
 
 
-def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp_path):
-    """10 clips, batch 2, accumulation 2: 3 steps per epoch; resume at step 4, in the middle of the second epoch."""
-    common = ["--max_steps", "6", "--gradient_accumulation_steps", "2", "--dataloader_num_workers", "2"]
+RECIPE = ["--recipe", "videomamba", "--ema_decay", "0.9", "--repeated_augmentation", "2"]
+
+
+@pytest.mark.parametrize("recipe", [[], RECIPE], ids=["plain", "videomamba_recipe_with_ema"])
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp_path, recipe):
+    """10 clips, batch 2, accumulation 2: 3 steps per epoch; resume at step 4, in the middle of the second epoch.
+    With the recipe: layer decay, mixup/cutmix, smoothing, RandAugment, erasing, 2 copies per video and the EMA."""
+    common = ["--max_steps", "6", "--gradient_accumulation_steps", "2", "--dataloader_num_workers", "2", *recipe]
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     train_flex.main(arguments(data_dir, full, *common, "--save_steps", "2"))
     resumed.mkdir()
@@ -84,9 +89,20 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp
     assert any((expected[k] - initial[k]).abs().max() > 1e-4 for k in expected)  # training moved the weights
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6)
+    if recipe:
+        expected_ema, actual_ema = (
+            load_file(full / "ema" / "model.safetensors"),
+            load_file(resumed / "ema" / "model.safetensors"),
+        )
+        assert any((expected_ema[k] - expected[k]).abs().max() > 1e-4 for k in expected)  # an average, not a copy
+        for key in expected_ema:
+            torch.testing.assert_close(actual_ema[key], expected_ema[key], rtol=0, atol=1e-6)
+        assert "moving average (decay 0.9)" in (resumed / "ema" / "README.md").read_text()
+        assert (resumed / "ema" / "preprocessor_config.json").is_file()
 
     full_scales, resumed_scales = read_scales(full / "scales.jsonl.rank0"), read_scales(resumed / "scales.jsonl.rank0")
     assert [r["step"] for r in full_scales] == [0, 0, 1, 1, 2, 3, 3, 4, 4, 5]  # the epoch's 5th batch is one step
+    assert {r["batch_size"] for r in full_scales} == {2 * (2 if recipe else 1)}
     assert resumed_scales == [r for r in full_scales if r["step"] >= 4]
     check_schedule(full_scales)
 
@@ -96,7 +112,9 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     # `--cpu --num_processes 2` starts a single process unless MPI is set up; `--multi_gpu` uses torchrun + gloo.
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT)]
-    command += arguments(data_dir, output, "--max_steps", "3", "--validation_dir", str(data_dir / "validation"))
+    command += arguments(
+        data_dir, output, "--max_steps", "3", "--validation_dir", str(data_dir / "validation"), *RECIPE
+    )
     command += ["--scale_grid_frames", "4", "8", "--scale_grid_resolutions", "32"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -106,12 +124,17 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     for first, second in zip(*ranks, strict=True):
         assert {**first, "rank": 1} == second
     check_schedule(ranks[0])
+    assert {r["batch_size"] for r in ranks[0]} == {4}  # 2 videos x 2 copies per process
+    results = json.loads((output / "all_results.json").read_text())
+    assert "eval_ema_top1_accuracy" in results and "eval_top1_accuracy" in results
+    assert AutoModelForVideoClassification.from_pretrained(output / "ema") is not None
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and state["log_history"][0]["epoch"] == 0.5  # 2 of 4 batches per process
 
     card = (output / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: video-classification\n")
     assert "static_tokens" in card and "top1_accuracy" in card
+    assert "Fine-tuning recipe `videomamba`: weight decay 0.05" in card and "layer_decay 0.8" in card
     assert "![Top-1 accuracy over frames and resolutions](scales.png)" in card and (output / "scales.png").is_file()
     model = AutoModelForVideoClassification.from_pretrained(output).eval()
     assert FlexibleTrainingConfig.from_dict(model.config.flexible_training) == FlexibleTrainingConfig(**FLEX)
@@ -158,3 +181,27 @@ def test_script_needs_a_model_and_data():
         train_flex.load_data(train_flex.DataArguments())
     with pytest.raises(ValueError, match="--preset"):
         train_flex.load_model(train_flex.ModelArguments(), ["a", "b"])
+
+
+def test_recipe_flags_given_explicitly_win():
+    argv = train_flex.with_recipe(["--layer_decay", "0.65", "--recipe", "videomamba", "--mixup_alpha=0.2"])
+    parser = train_flex.HfArgumentParser(train_flex.RecipeArguments)
+    recipe, rest = parser.parse_known_args(argv)
+    assert (recipe.layer_decay, recipe.mixup_alpha, recipe.cutmix_alpha) == (0.65, 0.2, 1.0)
+    assert recipe.rand_augment == "rand-m7-n4-mstd0.5-inc1" and recipe.repeated_augmentation == 2
+    assert rest[rest.index("--weight_decay") + 1] == "0.05"
+    with pytest.raises(ValueError, match="Unknown --recipe 'deit'"):
+        train_flex.with_recipe(["--recipe=deit"])
+
+
+def test_label_smoothing_is_not_applied_twice(data_dir, tmp_path):
+    argv = arguments(data_dir, tmp_path, "--max_steps", "1", "--mixup_alpha", "0.8", "--label_smoothing_factor", "0.1")
+    with pytest.raises(ValueError, match="give the smoothing as --label_smoothing"):
+        train_flex.main(argv)
+
+
+def test_resuming_with_an_ema_needs_the_checkpoints_ema(data_dir, tmp_path):
+    train_flex.main(arguments(data_dir, tmp_path, "--max_steps", "2", "--save_steps", "2"))
+    resume = ["--max_steps", "3", "--ema_decay", "0.99", "--resume_from_checkpoint", str(tmp_path / "checkpoint-2")]
+    with pytest.raises(FileNotFoundError, match="was the run started without --ema_decay"):
+        train_flex.main(arguments(data_dir, tmp_path, *resume))

@@ -144,16 +144,21 @@ def _scan_direction(
     out: torch.Tensor,
     chunk: int,
     on_chunk_done: Callable[[int, int], None] | None = None,
+    checkpoints: torch.Tensor | None = None,
 ) -> None:
     """One direction over the token-major conv input x (b, length, channels): writes (forward) or adds (`reverse`)
-    its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each."""
+    its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each. With `checkpoints`
+    (chunks, b, channels, d_state), the state before each chunk is stored there, in processing order (the training
+    path's backward recomputes a chunk's states from it)."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
     state = x.new_zeros(batch, channels, state_size)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     x_np = x.numpy()
-    for start in _chunk_starts(length, chunk, reverse):
+    for index, start in enumerate(_chunk_starts(length, chunk, reverse)):
+        if checkpoints is not None:
+            checkpoints[index] = state
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
         _causal_conv_silu(x_np, conv_weight, weights.conv_bias.numpy(), start, stop, reverse, u.numpy())

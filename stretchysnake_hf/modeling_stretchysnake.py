@@ -215,7 +215,8 @@ class StretchySnakeMixer(nn.Module):
 
     `config.scan_backend` picks the selective scan (see `selective_scan.resolve_backend`), and `forward_path` the
     implementation of a call: `cuda_kernels_forward` (mamba-ssm's fused kernel per direction), `cpu_inference_forward`
-    (fused numba kernels, no autograd) or `autograd_forward` (the steps one by one, differentiable, any backend).
+    (fused numba kernels, no autograd), `cpu_training_forward` (fused numba kernels, one autograd node with a
+    hand-written backward) or `autograd_forward` (the steps one by one, differentiable, any backend).
     """
 
     def __init__(self, config: StretchySnakeConfig, layer_idx: int) -> None:
@@ -309,18 +310,39 @@ class StretchySnakeMixer(nn.Module):
     def cpu_inference_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`autograd_forward` without autograd, fused on CPU (see `mixer_inference_cpu`, which needs numba and is
         imported here, on first use); float32 only."""
-        from .mixer_inference_cpu import MambaDirectionWeights, bidirectional_mamba_inference_cpu
-
-        def direction_weights(conv1d, x_proj, dt_proj, A_log, D) -> MambaDirectionWeights:
-            return MambaDirectionWeights(
-                conv1d.weight[:, 0], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, -torch.exp(A_log), D
-            )
+        from .mixer_inference_cpu import bidirectional_mamba_inference_cpu
 
         return bidirectional_mamba_inference_cpu(
             hidden_states,
             self.in_proj.weight,
-            direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
-            direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
+            self._direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+            self._direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
+            self.out_proj.weight,
+        )
+
+    @staticmethod
+    def _direction_weights(
+        conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: nn.Parameter, D: nn.Parameter
+    ) -> tuple[torch.Tensor, ...]:
+        """One direction's tensors for the fused CPU paths, a `mixer_inference_cpu.MambaDirectionWeights` (imported
+        here: it needs numba): conv weight (intermediate, d_conv), conv bias, x_proj and dt_proj weights, dt_proj bias,
+        A = -exp(A_log), D."""
+        from .mixer_inference_cpu import MambaDirectionWeights
+
+        return MambaDirectionWeights(
+            conv1d.weight[:, 0], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, -torch.exp(A_log), D
+        )
+
+    def cpu_training_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`autograd_forward` as one autograd node with a hand-written backward, fused on CPU (see
+        `mixer_training_cpu`, which needs numba and is imported here, on first use); float32 only."""
+        from .mixer_training_cpu import bidirectional_mamba_training_cpu
+
+        return bidirectional_mamba_training_cpu(
+            hidden_states,
+            self.in_proj.weight,
+            self._direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+            self._direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
             self.out_proj.weight,
         )
 
@@ -329,9 +351,9 @@ class StretchySnakeMixer(nn.Module):
 
         - `cuda_kernels_forward`: weights on CUDA, the scan backend resolves to "cuda" (mamba-ssm) and causal-conv1d
           is installed, not under torch.compile (the kernels are opaque to it);
-        - `cpu_inference_forward`: no gradients, float32 CPU tensors, no autocast or compilation, and the scan
-          backend resolves to "numba" (installed);
-        - `autograd_forward` otherwise: training, other dtypes and devices, compilation and export, the "chunked" and
+        - `cpu_inference_forward` (no gradients) or `cpu_training_forward` (gradients): float32 CPU tensors, no
+          autocast or compilation, and the scan backend resolves to "numba" (installed);
+        - `autograd_forward` otherwise: other dtypes and devices, compilation and export, the "chunked" and
           "reference" backends.
         """
         compiling = torch.compiler.is_compiling()
@@ -340,13 +362,12 @@ class StretchySnakeMixer(nn.Module):
             return self.cuda_kernels_forward
         if (
             backend == "numba"
-            and not torch.is_grad_enabled()
             and not compiling
             and hidden_states.device.type == "cpu"
             and hidden_states.dtype == self.in_proj.weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")
         ):
-            return self.cpu_inference_forward
+            return self.cpu_training_forward if torch.is_grad_enabled() else self.cpu_inference_forward
         return self.autograd_forward
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

@@ -107,7 +107,7 @@ def _count_fused_calls(monkeypatch) -> list[int]:
     [
         ("auto", torch.float32, False, False, True),
         ("numba", torch.float32, False, False, True),
-        ("auto", torch.float32, True, False, False),  # training: autograd path
+        ("auto", torch.float32, True, False, False),  # training: the fused training path
         ("auto", torch.float32, False, True, False),  # bf16 autocast
         ("auto", torch.float64, False, False, False),
         ("reference", torch.float32, False, False, False),
@@ -130,7 +130,7 @@ def test_model_logits_in_inference_mode_match_the_training_path(num_frames, size
     torch.manual_seed(4)
     model = StretchySnakeForVideoClassification(tiny_config()).eval()
     video = torch.randn(2, num_frames, 3, size, size)
-    expected = model(video, patch_size=patch_size).logits.detach()  # grad mode on: slow path
+    expected = model(video, patch_size=patch_size).logits.detach()  # grad mode on: the training path
     with torch.inference_mode():
         logits = model(video, patch_size=patch_size).logits
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)

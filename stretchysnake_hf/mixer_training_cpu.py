@@ -1,0 +1,344 @@
+# Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
+"""Fused CPU training of the bidirectional Mamba mixer: a forward and a hand-written backward on token-major tensors.
+
+Imported by `StretchySnakeMixer.cpu_training_forward` on first use, never at model load (numba is optional there).
+
+`StretchySnakeMixer.autograd_forward` builds the mixer out of about twenty autograd nodes per direction, each saving
+a (batch, channels, tokens) tensor (conv output, silu, transposes, flips, softplus, skip, gate), and its backward
+runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one node:
+
+- forward: the fused inference path of `mixer_inference_cpu` (token-major, no flips, chunks of tokens, numba conv +
+  silu and scan), which also stores each direction's scan state at every chunk boundary;
+- saved: the input, the two halves of the input projection (x, the conv input, and z, the gate input), the sum of
+  the two directions' `scan + D u`, and the chunk-boundary states: three (batch, tokens, channels) tensors;
+- backward: the gate and out_proj by torch, then per direction and chunk, in reverse scan order, the chunk's conv +
+  silu, x_proj and dt_proj are recomputed (cheap), a numba kernel recomputes the chunk's states from its boundary
+  state and runs the reverse-time scan (gradients of u, dt, B, C, A and D), torch matmuls take the gradients through
+  dt_proj and x_proj, and a numba kernel takes them through silu and the causal conv into the gradient of x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+try:  # transformers' remote-code loader requires the packages a file imports, except inside try blocks
+    import numba
+except ImportError as error:
+    from .selective_scan import NUMBA_MISSING
+
+    raise ImportError(NUMBA_MISSING) from error
+
+from .mixer_inference_cpu import (
+    MambaDirectionWeights,
+    _causal_conv_silu,
+    _chunk_starts,
+    _compile_kernels,
+    _scan_direction,
+)
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
+from .scan_numba import numba_threads_per_process
+
+# Tokens per chunk: a chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB), and a
+# thread's recomputed states (tokens, _CHANNEL_BLOCK, d_state) stay in its L2 cache.
+_CHUNK_ELEMENTS = 2**18
+
+# Channels that one thread of the backward kernels takes at a time (16 float32: one cache line per token).
+_CHANNEL_BLOCK = 16
+
+
+def _chunk_tokens(batch: int, channels: int) -> int:
+    """Tokens per chunk: about `_CHUNK_ELEMENTS` per (batch, tokens, channels) chunk, a multiple of 64, at least 64."""
+    return max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _scan_chunk_backward(
+    u, dt, A, B, C, D, grad_sum, start, reverse, state, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_C
+):
+    """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
+    `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`) from the state `state`:
+
+        h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
+
+    u, dt (b, k, channels); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels); state
+    (b, channels, n): h before the chunk's first step. The chunk's states and decays are recomputed into per-thread
+    buffers.
+
+    grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
+    the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
+    grad_u, grad_dt (b, k, channels) through the scan and the skip; grad_B, grad_C (b, blocks, k, n), one partial sum
+    over its channels per block of `_CHANNEL_BLOCK` channels (one thread per (batch, block): no two threads write
+    the same element). Accumulated: grad_A (b, channels, n) and grad_D (b, channels), float64.
+    """
+    batch, steps, channels = u.shape
+    state_size = A.shape[1]
+    blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    for index in numba.prange(batch * blocks):
+        b, block = index // blocks, index % blocks
+        first = block * _CHANNEL_BLOCK
+        last = min(first + _CHANNEL_BLOCK, channels)
+        states = np.empty((steps + 1, last - first, state_size), dtype=u.dtype)  # h before and after each step
+        decays = np.empty((steps, last - first, state_size), dtype=u.dtype)  # exp(dt A) of each step
+        states[0] = state[b, first:last]
+        for step in range(steps):
+            i = steps - 1 - step if reverse else step
+            B_i = B[b, i]
+            for c in range(first, last):
+                dt_c = dt[b, i, c]
+                dt_u = dt_c * u[b, i, c]
+                A_c, decay = A[c], decays[step, c - first]
+                h_previous, h = states[step, c - first], states[step + 1, c - first]
+                for n in range(state_size):
+                    decay[n] = fast_exp(dt_c * A_c[n])
+                    h[n] = decay[n] * h_previous[n] + dt_u * B_i[n]
+        grad_h = grad_state[b, first:last].copy()
+        grad_A_block = np.zeros((last - first, state_size), dtype=u.dtype)
+        grad_D_block = np.zeros(last - first, dtype=u.dtype)
+        for step in range(steps - 1, -1, -1):
+            i = steps - 1 - step if reverse else step
+            B_i, C_i = B[b, i], C[b, i]
+            grad_B_i, grad_C_i = grad_B[b, block, i], grad_C[b, block, i]
+            grad_B_i[:] = 0.0
+            grad_C_i[:] = 0.0
+            for c in range(first, last):
+                j = c - first
+                grad_y, dt_c, u_c = grad_sum[b, start + i, c], dt[b, i, c], u[b, i, c]
+                dt_u = dt_c * u_c
+                A_c, decay, grad_h_c, grad_A_c = A[c], decays[step, j], grad_h[j], grad_A_block[j]
+                h_previous, h = states[step, j], states[step + 1, j]
+                grad_dt_u = np.float32(0.0)  # gradient of dt_t * u_t
+                grad_dt_c = np.float32(0.0)
+                for n in range(state_size):
+                    g = grad_h_c[n] + grad_y * C_i[n]  # gradient of h_t
+                    grad_C_i[n] += grad_y * h[n]
+                    grad_B_i[n] += g * dt_u
+                    grad_dt_u += g * B_i[n]
+                    grad_decay = g * h_previous[n] * decay[n]  # d/d(dt A) of exp(dt A) h_prev
+                    grad_dt_c += grad_decay * A_c[n]
+                    grad_A_c[n] += grad_decay * dt_c
+                    grad_h_c[n] = g * decay[n]
+                grad_u[b, i, c] = grad_dt_u * dt_c + D[c] * grad_y
+                grad_dt[b, i, c] = grad_dt_c + grad_dt_u * u_c
+                grad_D_block[j] += grad_y * u_c
+        grad_state[b, first:last] = grad_h
+        for j in range(last - first):
+            grad_D[b, first + j] += grad_D_block[j]
+            for n in range(state_size):
+                grad_A[b, first + j, n] += grad_A_block[j, n]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _causal_conv_silu_backward(x, weight, bias, grad_u, start, reverse, grad_x, grad_weight, grad_bias):
+    """Backward of `mixer_inference_cpu._causal_conv_silu` for the tokens [start, start + k): u = silu(p) with p the
+    (recomputed) causal conv of x, of the reversed sequence with `reverse`.
+
+    x (b, length, channels); weight (W, channels); bias (channels); grad_u (b, k, channels), the gradient of u.
+    Accumulated: grad_x (b, length, channels), including the W - 1 tokens before the chunk (after it with
+    `reverse`), and per batch element grad_weight (b, W, channels) and grad_bias (b, channels). One thread per
+    (batch, block of channels), so no two threads write the same element.
+    """
+    batch, length, channels = x.shape
+    width = weight.shape[0]
+    steps = grad_u.shape[1]
+    blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    for index in numba.prange(batch * blocks):
+        b = index // blocks
+        first = (index % blocks) * _CHANNEL_BLOCK
+        last = min(first + _CHANNEL_BLOCK, channels)
+        grad_p = np.empty(last - first, dtype=x.dtype)
+        for i in range(steps):
+            t = start + i
+            grad_p[:] = bias[first:last]  # p, then its gradient
+            for k in range(width):
+                source = t + (width - 1) - k if reverse else t - (width - 1) + k
+                if 0 <= source < length:
+                    for c in range(first, last):
+                        grad_p[c - first] += weight[k, c] * x[b, source, c]
+            for c in range(first, last):
+                p = grad_p[c - first]
+                sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-p))
+                grad_p[c - first] = grad_u[b, i, c] * sigmoid * (np.float32(1.0) + p * (np.float32(1.0) - sigmoid))
+                grad_bias[b, c] += grad_p[c - first]
+            for k in range(width):
+                source = t + (width - 1) - k if reverse else t - (width - 1) + k
+                if 0 <= source < length:
+                    for c in range(first, last):
+                        grad_weight[b, k, c] += grad_p[c - first] * x[b, source, c]
+                        grad_x[b, source, c] += weight[k, c] * grad_p[c - first]
+
+
+@compiled_once_under_lock
+def _compile_backward_kernels() -> None:
+    """Calls both backward kernels on tiny float32 inputs of the layouts `_direction_backward` uses."""
+    batch, length, channels, state_size, width = 1, 3, 4, 2, 2
+    u, grad_u, grad_dt = (np.zeros((batch, length, channels), np.float32) for _ in range(3))
+    vector = np.zeros(channels, np.float32)
+    B = np.zeros((batch, length, state_size), np.float32)
+    state, grad_state = (np.zeros((batch, channels, state_size), np.float32) for _ in range(2))
+    grad_A, grad_D = np.zeros((batch, channels, state_size)), np.zeros((batch, channels))
+    grad_B = np.zeros((batch, 1, length, state_size), np.float32)
+    A = np.zeros((channels, state_size), np.float32)
+    _scan_chunk_backward(
+        u, u, A, B, B, vector, u, 0, False, state, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
+    )
+    weight = np.zeros((width, channels), np.float32)
+    grad_weight, grad_bias = np.zeros((batch, width, channels), np.float32), np.zeros((batch, channels), np.float32)
+    _causal_conv_silu_backward(u, weight, vector, grad_u, 0, False, grad_u, grad_weight, grad_bias)
+
+
+def _direction_backward(
+    x: torch.Tensor,
+    weights: MambaDirectionWeights,
+    reverse: bool,
+    grad_sum: torch.Tensor,
+    checkpoints: torch.Tensor,
+    chunk: int,
+    grad_x: torch.Tensor,
+) -> MambaDirectionWeights:
+    """The gradients of one direction, given grad_sum (b, length, channels), the gradient of the two directions'
+    summed `scan + D u`. x (b, length, channels) is the conv input, checkpoints (chunks, b, channels, d_state) the
+    states `_scan_direction` stored. Adds the gradient of x to grad_x and returns the weights' gradients."""
+    batch, length, channels = x.shape
+    state_size = weights.A.shape[1]
+    time_step_rank = weights.dt_proj_weight.shape[1]
+    blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
+    grad_conv_weight = x.new_zeros(batch, *conv_weight.shape)
+    grad_conv_bias = x.new_zeros(batch, channels)
+    grad_A = torch.zeros(batch, channels, state_size, dtype=torch.float64)
+    grad_D = torch.zeros(batch, channels, dtype=torch.float64)
+    grad_x_proj = torch.zeros_like(weights.x_proj_weight)
+    grad_dt_proj = torch.zeros_like(weights.dt_proj_weight)
+    grad_dt_bias = torch.zeros_like(weights.dt_proj_bias)
+    grad_state = x.new_zeros(batch, channels, state_size)
+    x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
+    accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D)]
+    starts = _chunk_starts(length, chunk, reverse)
+    for index in reversed(range(len(starts))):  # the chunks in reverse scan order
+        start = starts[index]
+        stop = min(start + chunk, length)
+        u = x.new_empty(batch, stop - start, channels)
+        _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy())
+        x_dbl = F.linear(u, weights.x_proj_weight)  # (b, k, dt_rank + 2 d_state)
+        time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
+        dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
+        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
+        grad_B, grad_C = (u.new_empty(batch, blocks, stop - start, state_size) for _ in range(2))
+        _scan_chunk_backward(
+            u.numpy(), F.softplus(dt_raw).numpy(), A, B.contiguous().numpy(), C.contiguous().numpy(), D,
+            grad_sum.numpy(), start, reverse, checkpoints[index].numpy(), accumulated[0], grad_u.numpy(),
+            grad_dt.numpy(), *accumulated[1:], grad_B.numpy(), grad_C.numpy(),
+        )  # fmt: skip
+        grad_dt_raw = (grad_dt * torch.sigmoid(dt_raw)).flatten(0, 1)  # through softplus: (b k, channels)
+        grad_x_dbl = torch.cat([grad_dt_raw @ weights.dt_proj_weight, grad_B.sum(1).flatten(0, 1), grad_C.sum(1).flatten(0, 1)], dim=-1)  # fmt: skip
+        grad_dt_proj.addmm_(grad_dt_raw.t(), time_step.flatten(0, 1))
+        grad_dt_bias += grad_dt_raw.sum(0)
+        grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
+        grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
+        _causal_conv_silu_backward(
+            x_np, conv_weight, conv_bias, grad_u.numpy(), start, reverse, grad_x.numpy(), grad_conv_weight.numpy(),
+            grad_conv_bias.numpy(),
+        )  # fmt: skip
+    return MambaDirectionWeights(
+        grad_conv_weight.sum(0).t(),
+        grad_conv_bias.sum(0),
+        grad_x_proj,
+        grad_dt_proj,
+        grad_dt_bias,
+        grad_A.sum(0).float(),
+        grad_D.sum(0).float(),
+    )
+
+
+class BidirectionalMambaTrainingFn(torch.autograd.Function):
+    """The bidirectional mixer (see `StretchySnakeMixer`) as one autograd node, on float32 CPU tensors.
+
+    Inputs: hidden_states (batch, tokens, hidden), in_proj_weight (2 channels, hidden), out_proj_weight (hidden,
+    channels), then the forward direction's seven `MambaDirectionWeights` tensors and the backward direction's.
+    Output: (batch, tokens, hidden). Use `bidirectional_mamba_training_cpu`.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden_states: torch.Tensor,
+        in_proj_weight: torch.Tensor,
+        out_proj_weight: torch.Tensor,
+        *direction_tensors: torch.Tensor,
+    ) -> torch.Tensor:
+        _compile_kernels()
+        numba.set_num_threads(numba_threads_per_process())  # per calling thread, so in forward and backward
+        forward_weights = MambaDirectionWeights(*direction_tensors[:7])
+        backward_weights = MambaDirectionWeights(*direction_tensors[7:])
+        hidden_states = hidden_states.contiguous()
+        batch, length, _ = hidden_states.shape
+        channels = out_proj_weight.shape[1]
+        chunk = _chunk_tokens(batch, channels)
+        x_weight, z_weight = in_proj_weight.split(channels)
+        x = F.linear(hidden_states, x_weight)  # (batch, tokens, channels), the conv input of both directions
+        z = F.linear(hidden_states, z_weight)  # the gate's input
+        summed = torch.empty_like(x)  # scan + D u of the forward direction, then of both
+        chunks = len(_chunk_starts(length, chunk, False))
+        checkpoints = [x.new_empty(chunks, batch, channels, forward_weights.A.shape[1]) for _ in range(2)]
+        output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
+
+        def gate_and_project(start: int, stop: int) -> None:
+            output[:, start:stop] = F.linear(summed[:, start:stop] * F.silu(z[:, start:stop]), out_proj_weight)
+
+        _scan_direction(x, forward_weights, False, summed, chunk, checkpoints=checkpoints[0])
+        _scan_direction(
+            x, backward_weights, True, summed, chunk, on_chunk_done=gate_and_project, checkpoints=checkpoints[1]
+        )
+        ctx.save_for_backward(
+            hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *checkpoints, *direction_tensors
+        )
+        ctx.chunk = chunk
+        return output
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _compile_backward_kernels()
+        numba.set_num_threads(numba_threads_per_process())
+        hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *saved = ctx.saved_tensors
+        forward_checkpoints, backward_checkpoints, *direction_tensors = saved
+        channels = x.shape[-1]
+        grad_output = grad_output.contiguous().flatten(0, 1)  # (batch tokens, hidden)
+        # 4. out_proj and the gate: output = (summed * silu(z)) out_proj^T
+        gate = F.silu(z)
+        grad_gated = (grad_output @ out_proj_weight).view_as(x)
+        grad_out_proj = grad_output.t() @ (summed * gate).flatten(0, 1)
+        grad_z = torch.ops.aten.silu_backward(grad_gated * summed, z)
+        grad_sum = grad_gated.mul_(gate)
+        # 3.-2. each direction: scan, dt_proj, x_proj, conv + silu
+        grad_x = torch.zeros_like(x)
+        grad_forward = _direction_backward(
+            x, MambaDirectionWeights(*direction_tensors[:7]), False, grad_sum, forward_checkpoints, ctx.chunk, grad_x
+        )
+        grad_backward = _direction_backward(
+            x, MambaDirectionWeights(*direction_tensors[7:]), True, grad_sum, backward_checkpoints, ctx.chunk, grad_x
+        )
+        # 1. in_proj
+        x_weight, z_weight = in_proj_weight.split(channels)
+        grad_x, grad_z, inputs = grad_x.flatten(0, 1), grad_z.flatten(0, 1), hidden_states.flatten(0, 1)
+        grad_hidden = (grad_x @ x_weight).addmm_(grad_z, z_weight).view_as(hidden_states)
+        grad_in_proj = torch.cat([grad_x.t() @ inputs, grad_z.t() @ inputs])
+        return grad_hidden, grad_in_proj, grad_out_proj, *grad_forward, *grad_backward
+
+
+def bidirectional_mamba_training_cpu(
+    hidden_states: torch.Tensor,
+    in_proj_weight: torch.Tensor,
+    forward_weights: MambaDirectionWeights,
+    backward_weights: MambaDirectionWeights,
+    out_proj_weight: torch.Tensor,
+) -> torch.Tensor:
+    """The bidirectional mixer with a fused backward, on float32 CPU tensors (`BidirectionalMambaTrainingFn`).
+
+    hidden_states (batch, tokens, hidden); in_proj_weight (2 channels, hidden); out_proj_weight (hidden, channels);
+    returns (batch, tokens, hidden).
+    """
+    return BidirectionalMambaTrainingFn.apply(
+        hidden_states, in_proj_weight, out_proj_weight, *forward_weights, *backward_weights
+    )

@@ -9,6 +9,11 @@ Data: class-per-folder trees (`--train_dir/--validation_dir`), a `datasets` data
 as distributed, with its official fold, splits and label order (`--dataset_format ucf101 --data_root DIR --fold 1`;
 formats: `stretchysnake_hf.video_datasets`).
 
+Fine-tuning recipe: `--recipe videomamba` sets VideoMamba's (`stretchysnake_hf.recipes`): layer-wise lr decay,
+mixup/cutmix with label smoothing, video-consistent RandAugment and random erasing, repeated augmentation, cosine
+schedule; each piece also has its own flag (`--layer_decay`, `--mixup_alpha`, ...), and flags given explicitly win.
+`--ema_decay` keeps an EMA of the weights, evaluated alongside and saved under `ema/`.
+
 Example, on the generated action dataset (`python -m stretchysnake_hf.synthetic --output-dir data`):
 
     python examples/train_flex.py --preset tiny --config_overrides hidden_size=64,num_hidden_layers=4 \
@@ -378,6 +383,8 @@ def write_model_card(
         if training_args.max_steps > 0
         else f"{training_args.num_train_epochs} epochs"
     )
+    schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    warmup_unit = " of the run" if 0 < training_args.warmup_steps < 1 else " steps"
     training = f"""These weights: variant `{flex.variant}`, {len(flex.scales)} scales, frames {list(flex.frames)},
 resolutions {list(flex.resolutions)}, patch sizes {list(flex.patch_sizes) if flex.patch_sizes else "per variant"},
 token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule seed {flex.seed} (the full config is
@@ -385,8 +392,8 @@ in `config.json` under `flexible_training`); {length}, learning rate {training_a
 {training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}.
 
 Fine-tuning recipe{f" `{recipe.recipe}`" if recipe.recipe else ""}: weight decay {training_args.weight_decay},
-Adam betas ({training_args.adam_beta1}, {training_args.adam_beta2}), schedule {training_args.lr_scheduler_type}
-{training_args.lr_scheduler_kwargs or ""}, warm-up {training_args.warmup_steps}; {recipe.summary()}."""
+Adam betas ({training_args.adam_beta1}, {training_args.adam_beta2}), schedule `{schedule}`
+{training_args.lr_scheduler_kwargs or ""}, warm-up {training_args.warmup_steps:g}{warmup_unit}; {recipe.summary()}."""
     ema = Path(card_dir).name == EMA_FOLDER
     if ema:
         training += (

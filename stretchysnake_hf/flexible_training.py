@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import seed_worker
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
@@ -520,6 +521,11 @@ class FlexibleTrainer(Trainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.layer_decay = layer_decay
+        if ema_decay is not None and (self.is_fsdp_enabled or is_deepspeed_zero3_enabled()):
+            raise ValueError(
+                f"ema_decay={ema_decay}: the EMA averages the full weights on each process, and FSDP / DeepSpeed "
+                "ZeRO-3 shard them; train without the EMA, or with DDP or ZeRO-1/2."
+            )
         self.ema = None if ema_decay is None else ModelEma(self.model, ema_decay)
         if self.ema is not None:
             self.add_callback(_EmaCallback(self))

@@ -51,7 +51,8 @@ def layer_decay_parameter_groups(
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups, one per (layer id, decayed or not), each with its `lr`
     (`learning_rate * layer_decay ** (depth + 1 - id)`), `weight_decay`, and for inspection `layer_id` and `names`.
-    Frozen parameters are left out. `depth` defaults to `model.config.num_hidden_layers`."""
+    Frozen parameters are left out. `depth` defaults to `model.config.num_hidden_layers`. The groups run from the top
+    layer down, so the first one (whose learning rate the Trainer logs) trains at `learning_rate` itself."""
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay}")
     depth = model.config.num_hidden_layers if depth is None else depth
@@ -72,7 +73,7 @@ def layer_decay_parameter_groups(
         )
         group["params"].append(parameter)
         group["names"].append(name)
-    return [groups[key] for key in sorted(groups)]
+    return [groups[key] for key in sorted(groups, reverse=True)]
 
 
 class ModelEma:

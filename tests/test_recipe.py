@@ -67,6 +67,7 @@ def test_layer_decay_groups_give_each_named_parameter_its_lr_and_weight_decay():
     for name, (lr, decay) in expected.items():
         assert settings[name] == pytest.approx((lr, decay)), name
     assert len(groups) == 12  # 6 layer ids x (decayed, not decayed)
+    assert groups[0]["lr"] == 1e-3 and groups[-1]["lr"] == pytest.approx(1e-3 / 32)  # the logged lr is the base one
 
 
 def test_layer_ids_see_through_wrappers_and_reject_unknown_names():

@@ -1,4 +1,5 @@
-"""The generated action dataset: class semantics, layout, ranges, real mp4 files, determinism."""
+"""The generated action dataset: class semantics, layout, ranges, real mp4 files, determinism; the classes where scale
+matters, checked by hand-written detectors on frames read through the processor."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import csv
 import av
 import numpy as np
 import pytest
+import torch
 
-from stretchysnake_hf.synthetic import CLASSES, generate_dataset, main
+from stretchysnake_hf import StretchySnakeVideoProcessor
+from stretchysnake_hf.synthetic import CLASS_SETS, CLASSES, POSITIONS, SCALE_CLASSES, TEXTURES, generate_dataset, main
 
 
 def trajectory(name: str, seed: int = 0) -> list[tuple[np.ndarray, ...]]:
@@ -70,3 +73,97 @@ def test_dataset_layout_ranges_and_determinism(tmp_path):
 def test_too_few_videos_per_class_raises(tmp_path):
     with pytest.raises(ValueError, match="at least 3"):
         generate_dataset(tmp_path, videos_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def scale_dataset(tmp_path_factory):
+    """Six clips of each class where scale matters, with their names and labels."""
+    root = generate_dataset(tmp_path_factory.mktemp("scale"), videos_per_class=6, seed=1, class_set="scale")
+    names = (root / "labels.txt").read_text().split()
+    return root, names, read_metadata(root)
+
+
+def luma(pixel_values: torch.Tensor) -> np.ndarray:
+    """The processor's normalized `(frames, 3, S, S)` back to luma in [0, 1], `(frames, S, S)`."""
+    processor = StretchySnakeVideoProcessor()
+    rgb = pixel_values * torch.tensor(processor.image_std).view(3, 1, 1) + torch.tensor(processor.image_mean).view(
+        3, 1, 1
+    )
+    return (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]).numpy()
+
+
+def texture_energy(frame: np.ndarray) -> tuple[float, float]:
+    """Mean |second difference| along x and along y inside the bright tile (edge pixels left out): the smooth
+    background and the tile's flat shading give none, stripes give it across them, checks in both directions."""
+    tile = frame > 0.45
+    inside = tile[1:-1, 1:-1] & tile[:-2, 1:-1] & tile[2:, 1:-1] & tile[1:-1, :-2] & tile[1:-1, 2:]
+    if not inside.any():
+        return 0.0, 0.0
+    dxx = np.abs(frame[1:-1, 2:] - 2 * frame[1:-1, 1:-1] + frame[1:-1, :-2])[inside]
+    dyy = np.abs(frame[2:, 1:-1] - 2 * frame[1:-1, 1:-1] + frame[:-2, 1:-1])[inside]
+    return float(dxx.mean()), float(dyy.mean())
+
+
+def nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out accuracy of a nearest-centroid classifier on standardized features: a detector fitted at each
+    scale, so it fails only where the information is gone, not because thresholds were set at another scale."""
+    correct = 0
+    for i in range(len(features)):
+        rest = np.arange(len(features)) != i
+        centroids = np.stack([features[rest & (labels == c)].mean(0) for c in np.unique(labels)])
+        spread = features[rest].std(0) + 1e-9
+        correct += np.unique(labels)[(((features[i] - centroids) / spread) ** 2).sum(1).argmin()] == labels[i]
+    return correct / len(features)
+
+
+def test_tile_textures_are_separable_from_64_px_and_lost_at_32(scale_dataset):
+    root, names, rows = scale_dataset
+    tiles = [row for row in rows if names[int(row["label"])].startswith("tile_")]
+    labels = np.array([int(row["label"]) for row in tiles])
+    assert len(set(labels)) == 4
+    accuracy = {}
+    for size in (16, 32, 64, 128):
+        pixels = StretchySnakeVideoProcessor()([str(root / r["path"]) for r in tiles], num_frames=1, size=size)
+        features = np.array([texture_energy(luma(video)[0]) for video in pixels["pixel_values"]])
+        accuracy[size] = nearest_centroid_accuracy(features, labels)
+    assert accuracy[64] >= 0.9 and accuracy[128] >= 0.9, accuracy
+    assert accuracy[32] <= 0.5 and accuracy[16] <= 0.5, accuracy  # chance: 0.25
+
+
+def flash_order(frames: np.ndarray) -> tuple[int, ...]:
+    """Positions (0 left, 1 centre, 2 right) in the order they first light up; unseen ones last, left to right."""
+    size = frames.shape[-1]
+    first: dict[int, int] = {}
+    for t, frame in enumerate(frames):
+        if frame.max() > 0.5:  # flashes are bright (every channel >= 140), the background dark (< 110)
+            column = np.unravel_index(frame.argmax(), frame.shape)[1]
+            first.setdefault(int(np.clip(np.rint(((column + 0.5) / size - 0.2) / 0.3), 0, 2)), t)
+    seen = sorted(first, key=first.get)
+    return tuple(seen + [p for p in range(3) if p not in first])
+
+
+def test_flash_orders_need_16_frames(scale_dataset):
+    root, names, rows = scale_dataset
+    flashes = [row for row in rows if names[int(row["label"])].startswith("flashes_")]
+    truth = [tuple(POSITIONS.index(p) for p in names[int(r["label"])].split("_")[1:]) for r in flashes]
+    assert len(set(truth)) == 6
+    for row in flashes:
+        fps, num_frames = float(row["fps"]), int(row["num_frames"])
+        assert 12 <= fps <= 24 and 6.0 - 1 / fps <= num_frames / fps <= 10.0 + 1 / fps
+    accuracy = {}
+    for num_frames in (4, 8, 16, 32):
+        pixels = StretchySnakeVideoProcessor()(
+            [str(root / r["path"]) for r in flashes], num_frames=num_frames, size=32
+        )
+        orders = [flash_order(luma(video)) for video in pixels["pixel_values"]]
+        accuracy[num_frames] = np.mean([order == t for order, t in zip(orders, truth, strict=True)])
+    assert accuracy[16] == accuracy[32] == 1.0, accuracy
+    assert accuracy[8] <= 0.6 and accuracy[4] <= 0.4, accuracy  # chance: 1/6
+
+
+def test_class_sets(scale_dataset, tmp_path):
+    _, names, _ = scale_dataset
+    assert names == list(SCALE_CLASSES) == list(CLASS_SETS["all"])[len(CLASSES) :]
+    assert [n for n in names if n.startswith("tile_")] == [f"tile_{t}" for t in TEXTURES]
+    with pytest.raises(ValueError, match="Unknown class_set 'tiny'"):
+        generate_dataset(tmp_path, videos_per_class=3, class_set="tiny")

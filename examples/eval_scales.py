@@ -7,8 +7,10 @@
         --eval_num_clips 4 --eval_num_crops 3 ... --output-dir OUT
 
 Reports top-1/top-5 accuracy, clips per second, GFLOPs per clip (counted) and peak memory per cell, and writes
-`OUT/scales.csv`, `OUT/scales.md` and `OUT/scales.png` (the accuracy heatmap; cells outside the checkpoint's
-training sets hatched). `--data_dir` is a class-per-folder tree whose folder names are the checkpoint's labels;
+`OUT/scales.csv`, `OUT/scales.md`, `OUT/scales.png` (the accuracy heatmap; cells outside the checkpoint's
+training sets hatched) and `OUT/pareto.png` (top-1 against GFLOPs, the Pareto front labelled with its scales). With
+`--max_gflops`, `--max_latency_ms` and/or `--min_top1` it prints the cell to run at (`evaluation.pick_scale`): the
+most accurate within the cost caps, or with only `--min_top1` the cheapest that reaches it. `--data_dir` is a class-per-folder tree whose folder names are the checkpoint's labels;
 `--dataset_format` reads a benchmark as distributed (`stretchysnake_hf.video_datasets`), by default its official
 evaluation split, matching its classes to the checkpoint's labels by name. With several views per video
 (`--eval_num_clips` x `--eval_num_crops`) a video is scored by its softmax averaged over them.
@@ -26,8 +28,8 @@ from transformers import AutoModelForVideoClassification
 import stretchysnake_hf  # noqa: F401  (registers the Auto classes)
 from stretchysnake_hf import StretchySnakeVideoProcessor
 from stretchysnake_hf.data import folder_dataset
-from stretchysnake_hf.evaluation import PATCH_RULES, evaluate_scales
-from stretchysnake_hf.evaluation_report import results_markdown, save_results
+from stretchysnake_hf.evaluation import PATCH_RULES, evaluate_scales, pick_scale
+from stretchysnake_hf.evaluation_report import plot_pareto, results_markdown, save_results
 from stretchysnake_hf.video_datasets import (
     EVALUATION_SPLITS,
     FORMATS,
@@ -71,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_tokens", type=int, default=None, help="token budget of one forward pass; larger cells are reported"
     )
+    parser.add_argument("--max_gflops", type=float, default=None, help="pick: GFLOPs per clip at most this")
+    parser.add_argument(
+        "--max_latency_ms", type=float, default=None, help="pick: measured forward time per clip (ms) at most this"
+    )
+    parser.add_argument("--min_top1", type=float, default=None, help="pick: top-1 (a fraction) at least this")
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="where results go")
     args = parser.parse_args(argv)
     if (args.data_dir is None) == (args.dataset_format is None):
@@ -111,9 +118,23 @@ def main(argv: list[str] | None = None) -> list:
         max_tokens=args.max_tokens,
     )
     if state.is_main_process:
-        paths = save_results(results, args.output_dir, f"{Path(args.model).name} on {data}")
+        title = f"{Path(args.model).name} on {data}"
+        paths = list(save_results(results, args.output_dir, title).values()) + [Path(args.output_dir, "pareto.png")]
+        plot_pareto(results, paths[-1], title)
         print(results_markdown(results))
-        print("Wrote " + ", ".join(str(path) for path in paths.values()))
+        print("Wrote " + ", ".join(str(path) for path in paths))
+        constraints = {"max_gflops": args.max_gflops, "max_latency_ms": args.max_latency_ms, "min_top1": args.min_top1}
+        if any(value is not None for value in constraints.values()):
+            try:
+                pick = pick_scale(results, **constraints)
+            except ValueError as error:
+                print(f"No pick: {error}")
+            else:
+                latency = "not timed" if pick.latency_ms is None else f"{pick.latency_ms:.3g} ms per clip"
+                print(
+                    f"Pick: {pick.num_frames} frames, {pick.image_size} px, patch {pick.patch_size}: top-1 "
+                    f"{100 * pick.top1:.1f}%, {pick.gflops_per_clip:.4g} GFLOPs per clip, {latency}"
+                )
     return results
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +52,89 @@ class ScaleResult:
     clips_per_second: float | None = None
     gflops_per_clip: float | None = None
     peak_memory_mb: float | None = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Forward time per clip in milliseconds, `1000 / clips_per_second` (batched, decoding excluded)."""
+        return 1000 / self.clips_per_second if self.clips_per_second else None
+
+    def describe(self) -> str:
+        """'model: 8 frames, 64 px, p16' (the evaluated image size)."""
+        return f"{self.model}: {self.num_frames} frames, {self.image_size} px, p{self.patch_size}"
+
+
+COSTS = {"gflops": "gflops_per_clip", "latency": "latency_ms"}
+
+
+def _cost(result: ScaleResult, cost: str) -> float | None:
+    if cost not in COSTS:
+        raise ValueError(f"Unknown cost {cost!r}; choose one of {list(COSTS)}.")
+    return getattr(result, COSTS[cost])
+
+
+def pareto_front(results: Iterable[ScaleResult], cost: str = "gflops") -> list[ScaleResult]:
+    """The evaluated cells that no other cell beats on both top-1 and cost (GFLOPs per clip, or `cost="latency"`),
+    cheapest first. A cell is beaten when another is at least as accurate and at most as costly, and strictly better
+    on one of the two; cells without a top-1 or the cost are left out."""
+    cells = [r for r in results if r.status == OK and r.top1 is not None and _cost(r, cost) is not None]
+
+    def beats(a: ScaleResult, b: ScaleResult) -> bool:
+        cost_a, cost_b = _cost(a, cost), _cost(b, cost)
+        return a.top1 >= b.top1 and cost_a <= cost_b and (a.top1 > b.top1 or cost_a < cost_b)
+
+    front = [cell for cell in cells if not any(beats(other, cell) for other in cells)]
+    return sorted(front, key=lambda r: (_cost(r, cost), -r.top1))
+
+
+def pick_scale(
+    results: Iterable[ScaleResult],
+    max_gflops: float | None = None,
+    max_latency_ms: float | None = None,
+    min_top1: float | None = None,
+) -> ScaleResult:
+    """The best evaluated cell within the constraints (top-1 as a fraction, e.g. `min_top1=0.8`).
+
+    With a cost cap (or no constraint) the best cell is the most accurate one, ties going to fewer GFLOPs, then to
+    lower latency; with only `min_top1`, it is the cheapest cell reaching it (fewest GFLOPs, then lowest latency,
+    then the more accurate). A cell whose constrained value was not measured does not qualify. Raises `ValueError`
+    naming the constraints and the best values available when no cell qualifies.
+    """
+    cells = [r for r in results if r.status == OK and r.top1 is not None]
+    if not cells:
+        raise ValueError("No evaluated cell to pick from (every cell failed or was not run).")
+    limits = {"max_gflops": max_gflops, "max_latency_ms": max_latency_ms, "min_top1": min_top1}
+
+    def qualifies(r: ScaleResult) -> bool:
+        checks = [
+            max_gflops is None or (r.gflops_per_clip is not None and r.gflops_per_clip <= max_gflops),
+            max_latency_ms is None or (r.latency_ms is not None and r.latency_ms <= max_latency_ms),
+            min_top1 is None or r.top1 >= min_top1,
+        ]
+        return all(checks)
+
+    def known(value: float | None) -> float:
+        return math.inf if value is None else value
+
+    qualifying = [r for r in cells if qualifies(r)]
+    if qualifying:
+        if max_gflops is None and max_latency_ms is None and min_top1 is not None:
+            return min(qualifying, key=lambda r: (known(r.gflops_per_clip), known(r.latency_ms), -r.top1))
+        return min(qualifying, key=lambda r: (-r.top1, known(r.gflops_per_clip), known(r.latency_ms)))
+    asked = ", ".join(f"{name}={value:g}" for name, value in limits.items() if value is not None)
+    available = []
+    if max_gflops is not None:
+        cheapest = min(cells, key=lambda r: known(r.gflops_per_clip))
+        available.append(f"the cheapest needs {cheapest.gflops_per_clip:.4g} GFLOPs ({cheapest.describe()})")
+    timed = [r for r in cells if r.latency_ms is not None]
+    if max_latency_ms is not None:
+        fastest = min(timed, key=lambda r: r.latency_ms) if timed else None
+        available.append(
+            f"the fastest takes {fastest.latency_ms:.4g} ms ({fastest.describe()})" if fastest else "no cell was timed"
+        )
+    if min_top1 is not None:
+        best = max(cells, key=lambda r: r.top1)
+        available.append(f"the most accurate reaches top-1 {best.top1:.4g} ({best.describe()})")
+    raise ValueError(f"No cell meets {asked} among {len(cells)} evaluated cells: {'; '.join(available)}.")
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:

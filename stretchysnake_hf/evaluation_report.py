@@ -1,5 +1,5 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
-"""Reports of a multi-scale evaluation (`evaluation.evaluate_scales`): CSV, markdown tables and heatmaps."""
+"""Reports of a multi-scale evaluation (`evaluation.evaluate_scales`): CSV, markdown tables, heatmaps, Pareto plot."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import CELL_LABELS, OK, ScaleResult
+from .evaluation import CELL_LABELS, OK, ScaleResult, pareto_front
 
 
 def _percent(value: float | None) -> str:
@@ -142,6 +142,44 @@ def plot_heatmaps(results: Sequence[ScaleResult], path: str | Path, title: str |
     figure.colorbar(image, ax=axes.ravel().tolist(), label="top-1 accuracy (%)", shrink=0.9)
     figure.suptitle(title or "Top-1 accuracy over scales (hatched: not in the training sets)", fontsize=10)
     figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def plot_pareto(results: Sequence[ScaleResult], path: str | Path, title: str | None = None) -> None:
+    """Top-1 against GFLOPs per clip (log x axis): per model, its Pareto front (`evaluation.pareto_front`) as a curve
+    with each cell labelled by its scale, and its other cells as faint dots in the same colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    for index, (name, model_results) in enumerate(_by_model(results).items()):
+        colour = f"C{index % 10}"
+        cells = [r for r in model_results if r.status == OK and r.gflops_per_clip is not None]
+        front = pareto_front(cells)
+        axis.scatter(
+            [r.gflops_per_clip for r in cells], [100 * r.top1 for r in cells], s=12, color=colour, alpha=0.3, lw=0
+        )
+        axis.plot(
+            [r.gflops_per_clip for r in front], [100 * r.top1 for r in front], "o-", color=colour, ms=4, label=name
+        )
+        for r in front:
+            axis.annotate(
+                f"{r.num_frames}f {r.image_size}px p{r.patch_size}",
+                (r.gflops_per_clip, 100 * r.top1),
+                textcoords="offset points",
+                xytext=(3, 3),
+                fontsize=7,
+                color=colour,
+            )
+    axis.set_xscale("log")
+    axis.set_xlabel("GFLOPs per clip")
+    axis.set_ylabel("top-1 accuracy (%)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title(title or "Accuracy against cost: each model's Pareto front (faint: dominated cells)", fontsize=10)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
 
 

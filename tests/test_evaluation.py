@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -21,11 +22,14 @@ from stretchysnake_hf.evaluation import (
     OK,
     OUT_OF_MEMORY,
     OVER_BUDGET,
+    ScaleResult,
     evaluate_scales,
+    pareto_front,
+    pick_scale,
     spatial_settings,
     top_k_accuracy,
 )
-from stretchysnake_hf.evaluation_report import save_results
+from stretchysnake_hf.evaluation_report import plot_pareto, save_results
 from stretchysnake_hf.flexible_training import FlexibleTrainingConfig
 from stretchysnake_hf.flops import count_flops
 from stretchysnake_hf.model_card import render_model_card
@@ -170,7 +174,7 @@ def write_folder(root: Path, per_class: int = 2) -> None:
             write_video(root / name / f"{name}_{i}.mp4", frames, fps=8)
 
 
-def test_eval_scales_script_single_and_two_processes(model, tmp_path):
+def test_eval_scales_script_single_and_two_processes(model, tmp_path, capsys):
     model.save_pretrained(tmp_path / "model")
     StretchySnakeVideoProcessor().save_pretrained(tmp_path / "model")
     write_folder(tmp_path / "test")
@@ -178,9 +182,19 @@ def test_eval_scales_script_single_and_two_processes(model, tmp_path):
     common = ["--model", str(tmp_path / "model"), "--data_dir", str(tmp_path / "test"), "--frames", "2", "4"]
     common += ["--resolutions", "16", "32", "--batch_size", "2"]
 
-    results = load_script(script).main([*common, "--output-dir", str(tmp_path / "one")])
+    results = load_script(script).main([*common, "--output-dir", str(tmp_path / "one"), "--max_gflops", "1e9"])
     assert len(results) == 4 and all(r.num_videos == 6 for r in results)
-    assert {p.name for p in (tmp_path / "one").iterdir()} == {"scales.csv", "scales.md", "scales.png"}
+    assert {p.name for p in (tmp_path / "one").iterdir()} == {"scales.csv", "scales.md", "scales.png", "pareto.png"}
+    pick = pick_scale(results)
+    expected = (
+        f"Pick: {pick.num_frames} frames, {pick.image_size} px, patch {pick.patch_size}: top-1 {100 * pick.top1:.1f}%"
+    )
+    assert expected in capsys.readouterr().out
+    load_script(script).main([*common, "--output-dir", str(tmp_path / "none"), "--max_gflops", "1e-9"])
+    assert (
+        "No pick: No cell meets max_gflops=1e-09 among 4 evaluated cells: the cheapest needs"
+        in capsys.readouterr().out
+    )
 
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(script), *common]
@@ -226,3 +240,71 @@ def test_model_card_metadata_and_sections():
     headings = [line for line in card.splitlines() if line.startswith("## ")]
     root_card = (ROOT / "MODEL_CARD.md").read_text()
     assert [line for line in root_card.splitlines() if line.startswith("## ")] == headings
+
+
+def cost_cells() -> list[ScaleResult]:
+    """Hand-made cells of model "a": (frames, size, GFLOPs, top-1, clips per second), latency = 1000 / clips/s."""
+    table = [
+        (2, 16, 0.05, 0.20, 2000),  # G: 0.5 ms
+        (4, 32, 0.1, 0.50, 1000),  # A: 1 ms
+        (8, 32, 0.2, 0.70, 500),  # B: 2 ms
+        (8, 64, 0.4, 0.65, 2500),  # C: beaten by B on GFLOPs, the fastest (0.4 ms)
+        (16, 64, 0.8, 0.80, 100),  # D: 10 ms
+        (16, 128, 1.6, 0.80, 40),  # E: as accurate as D, costlier
+    ]
+    cells = [
+        ScaleResult("a", t, s, s, s // 4, 1 + t * 16, None, OK, 10, top1, None, cps, gflops, None)
+        for t, s, gflops, top1, cps in table
+    ]
+    cells.append(ScaleResult("a", 32, 128, 128, 32, 513, None, OUT_OF_MEMORY, gflops_per_clip=3.2))
+    return cells
+
+
+def test_pareto_front_by_gflops_and_by_latency():
+    cells = cost_cells()
+
+    def scales(front):
+        return [(r.num_frames, r.image_size) for r in front]
+
+    assert scales(pareto_front(cells)) == [(2, 16), (4, 32), (8, 32), (16, 64)]
+    # by latency C (0.4 ms, 65%) beats G and A; B (2 ms, 70%) and D (10 ms, 80%) remain
+    assert scales(pareto_front(cells, cost="latency")) == [(8, 64), (8, 32), (16, 64)]
+    assert cells[4].latency_ms == pytest.approx(10.0) and cells[-1].latency_ms is None
+    twin = ScaleResult("b", 16, 64, 64, 16, 257, None, OK, 10, 0.80, None, 100, 0.8, None)
+    assert scales(pareto_front([*cells, twin]))[-2:] == [(16, 64), (16, 64)]  # equal cells do not beat each other
+    with pytest.raises(ValueError, match="Unknown cost 'memory'"):
+        pareto_front(cells, cost="memory")
+
+
+def test_pick_scale_under_constraints():
+    cells = cost_cells()
+
+    def pick(**constraints):
+        result = pick_scale(cells, **constraints)
+        return result.num_frames, result.image_size
+
+    assert pick() == (16, 64)  # 80% twice: D has fewer GFLOPs than E
+    assert pick(max_gflops=0.5) == (8, 32)  # B, 70%
+    assert pick(max_gflops=0.5, max_latency_ms=1.0) == (8, 64)  # G, A, C qualify: C, 65%
+    assert pick(min_top1=0.6) == (8, 32)  # alone, the floor asks for the cheapest cell reaching it: B
+    assert pick(min_top1=0.75) == (16, 64)
+    assert pick(max_gflops=1.0, min_top1=0.6) == (16, 64)  # with a cap: the most accurate within it
+    with pytest.raises(ValueError) as error:
+        pick_scale(cells, max_gflops=0.3, min_top1=0.75)
+    assert str(error.value) == (
+        "No cell meets max_gflops=0.3, min_top1=0.75 among 6 evaluated cells: the cheapest needs 0.05 GFLOPs "
+        "(a: 2 frames, 16 px, p4); the most accurate reaches top-1 0.8 (a: 16 frames, 64 px, p16)."
+    )
+    with pytest.raises(ValueError, match=r"max_latency_ms=0.1 .* the fastest takes 0.4 ms \(a: 8 frames, 64 px"):
+        pick_scale(cells, max_latency_ms=0.1)
+    untimed = [dataclasses.replace(cell, clips_per_second=None) for cell in cells]
+    with pytest.raises(ValueError, match="no cell was timed"):
+        pick_scale(untimed, max_latency_ms=100)
+    with pytest.raises(ValueError, match="No evaluated cell"):
+        pick_scale(cells[-1:])
+
+
+def test_pareto_plot(tmp_path):
+    other = [dataclasses.replace(cell, model="b", top1=cell.top1 and cell.top1 / 2) for cell in cost_cells()]
+    plot_pareto(cost_cells() + other, tmp_path / "pareto.png")
+    assert matplotlib.image.imread(tmp_path / "pareto.png").ndim == 3

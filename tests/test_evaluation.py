@@ -208,27 +208,6 @@ def test_eval_scales_script_single_and_two_processes(model, tmp_path, capsys):
         assert float(split["top1"]) == pytest.approx(float(single["top1"]))
 
 
-def test_flex_vs_fixed_smoke(tmp_path):
-    benchmark = load_script(ROOT / "benchmarks" / "flex_vs_fixed.py")
-    table = benchmark.main(
-        [
-            "--output-dir", str(tmp_path), "--videos-per-class", "3", "--variants", "fixed", "static_tokens",
-            "--hidden-size", "16", "--num-layers", "1", "--max-steps", "2", "--batch-size", "2", "--num-workers", "0",
-            "--fixed-scale", "4", "32", "16", "--train-frames", "2", "4", "--train-resolutions", "16", "32",
-            "--eval-frames", "4", "8", "--eval-resolutions", "32", "48", "--model-card", str(tmp_path / "CARD.md"),
-        ]
-    )  # fmt: skip
-    lines = table.splitlines()
-    assert lines[2].startswith("| fixed | ") and lines[3].startswith("| static_tokens | ")
-    assert len(lines) == 4
-    assert (tmp_path / "flex_vs_fixed.png").is_file() and (tmp_path / "scales.csv").is_file()
-    rows = list(csv.DictReader((tmp_path / "scales.csv").open()))
-    assert len(rows) == 8 and {r["model"] for r in rows} == {"fixed", "static_tokens"}
-    assert sum(r["in_training"] == "True" for r in rows if r["model"] == "fixed") == 1  # only (4, 32, p16)
-    card = (tmp_path / "CARD.md").read_text()
-    assert table in card and "![Top-1 accuracy over frames and resolutions](flex_vs_fixed.png)" in card
-
-
 def test_model_card_metadata_and_sections():
     card = render_model_card("user/stretchysnake", "StretchySnake", "Summary.", "Trained so.", "| a |", "x.png")
     metadata = yaml.safe_load(card.split("---")[1])

@@ -40,17 +40,45 @@ from .mixer_inference_cpu import (
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
 from .scan_numba import numba_threads_per_process
 
-# Tokens per chunk: a chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB), and a
-# thread's recomputed states (tokens, _CHANNEL_BLOCK, d_state) stay in its L2 cache.
+# Tokens per chunk: a chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
 _CHUNK_ELEMENTS = 2**18
 
-# Channels that one thread of the backward kernels takes at a time (16 float32: one cache line per token).
-_CHANNEL_BLOCK = 16
+# Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
+# are contiguous in the token-major tensors): long enough that a loop's set-up is paid for by its SIMD iterations.
+_CHANNEL_BLOCK = 64
+
+# Steps whose states the scan's backward recomputes and keeps at a time: (steps, d_state, _CHANNEL_BLOCK) states and
+# decays stay in a core's L2 cache (2 x 512 KiB). With the whole chunk's, the kernel ran 3x slower, from memory.
+_RECOMPUTED_STEPS = 128
 
 
 def _chunk_tokens(batch: int, channels: int) -> int:
     """Tokens per chunk: about `_CHUNK_ELEMENTS` per (batch, tokens, channels) chunk, a multiple of 64, at least 64."""
     return max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
+
+
+def _blocks(channels: int) -> int:
+    return (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states, decays):
+    """Advances h (n, width) through scan steps [from_step, from_step + steps) of channels [first, first + width) of
+    batch element b, and stores states[k + 1] = h after step from_step + k and decays[k] = exp(dt A) of that step
+    (states (steps + 1, n, width), decays (steps, n, width)). A_t (n, width): A of the block, transposed. u, dt
+    (batch, k, channels); B (batch, k, n). Runs in the calling thread (a thread of `_scan_chunk_backward`)."""
+    state_size, width = h.shape
+    chunk_steps = u.shape[1]
+    for k in range(decays.shape[0]):
+        step = from_step + k
+        i = chunk_steps - 1 - step if reverse else step
+        dt_i, u_i = dt[b, i, first : first + width], u[b, i, first : first + width]
+        for n in range(state_size):
+            B_n, A_n, h_n, decay, h_after = B[b, i, n], A_t[n], h[n], decays[k, n], states[k + 1, n]
+            for j in range(width):
+                decay[j] = fast_exp(dt_i[j] * A_n[j])
+                h_n[j] = decay[j] * h_n[j] + dt_i[j] * u_i[j] * B_n
+                h_after[j] = h_n[j]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -63,70 +91,81 @@ def _scan_chunk_backward(
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
     u, dt (b, k, channels); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels); state
-    (b, channels, n): h before the chunk's first step. The chunk's states and decays are recomputed into per-thread
-    buffers.
+    (b, channels, n): h before the chunk's first step.
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
     grad_u, grad_dt (b, k, channels) through the scan and the skip; grad_B, grad_C (b, blocks, k, n), one partial sum
-    over its channels per block of `_CHANNEL_BLOCK` channels (one thread per (batch, block): no two threads write
-    the same element). Accumulated: grad_A (b, channels, n) and grad_D (b, channels), float64.
+    over its channels per block of `_CHANNEL_BLOCK` channels. Accumulated: grad_A (b, channels, n) and grad_D
+    (b, channels), float64.
+
+    One thread per (batch element, block of channels), so no two threads write the same element. It runs the chunk
+    forward once, keeping the state every `_RECOMPUTED_STEPS` steps, then goes through those stretches in reverse:
+    recomputes a stretch's states and decays (n, block) per step, and runs the reverse recurrence over them.
     """
     batch, steps, channels = u.shape
     state_size = A.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    stretches = (steps + _RECOMPUTED_STEPS - 1) // _RECOMPUTED_STEPS
     for index in numba.prange(batch * blocks):
         b, block = index // blocks, index % blocks
         first = block * _CHANNEL_BLOCK
-        last = min(first + _CHANNEL_BLOCK, channels)
-        states = np.empty((steps + 1, last - first, state_size), dtype=u.dtype)  # h before and after each step
-        decays = np.empty((steps, last - first, state_size), dtype=u.dtype)  # exp(dt A) of each step
-        states[0] = state[b, first:last]
-        for step in range(steps):
-            i = steps - 1 - step if reverse else step
-            B_i = B[b, i]
-            for c in range(first, last):
-                dt_c = dt[b, i, c]
-                dt_u = dt_c * u[b, i, c]
-                A_c, decay = A[c], decays[step, c - first]
-                h_previous, h = states[step, c - first], states[step + 1, c - first]
+        width = min(first + _CHANNEL_BLOCK, channels) - first
+        A_t = np.ascontiguousarray(A[first : first + width].T)  # (n, width): the inner loops run over channels
+        h = np.ascontiguousarray(state[b, first : first + width].T)
+        grad_h = np.ascontiguousarray(grad_state[b, first : first + width].T)
+        states = np.empty((_RECOMPUTED_STEPS + 1, state_size, width), dtype=u.dtype)  # h before and after each step
+        decays = np.empty((_RECOMPUTED_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
+        boundaries = np.empty((stretches, state_size, width), dtype=u.dtype)  # h before each stretch
+        for stretch in range(stretches):
+            boundaries[stretch] = h
+            count = min(_RECOMPUTED_STEPS, steps - stretch * _RECOMPUTED_STEPS)
+            _recompute_states(
+                u, dt, A_t, B, b, first, reverse, stretch * _RECOMPUTED_STEPS, h, states[: count + 1], decays[:count]
+            )
+        grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
+        grad_D_block = np.zeros(width, dtype=u.dtype)
+        grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t
+        grad_dt_i = np.empty(width, dtype=u.dtype)
+        for stretch in range(stretches - 1, -1, -1):
+            from_step = stretch * _RECOMPUTED_STEPS
+            count = min(_RECOMPUTED_STEPS, steps - from_step)
+            states[0] = boundaries[stretch]
+            h[:] = boundaries[stretch]
+            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states[: count + 1], decays[:count])
+            for k in range(count - 1, -1, -1):
+                i = steps - 1 - (from_step + k) if reverse else from_step + k
+                dt_i, u_i = dt[b, i, first : first + width], u[b, i, first : first + width]
+                grad_y = grad_sum[b, start + i, first : first + width]
+                grad_dt_u[:] = 0.0
+                grad_dt_i[:] = 0.0
                 for n in range(state_size):
-                    decay[n] = fast_exp(dt_c * A_c[n])
-                    h[n] = decay[n] * h_previous[n] + dt_u * B_i[n]
-        grad_h = grad_state[b, first:last].copy()
-        grad_A_block = np.zeros((last - first, state_size), dtype=u.dtype)
-        grad_D_block = np.zeros(last - first, dtype=u.dtype)
-        for step in range(steps - 1, -1, -1):
-            i = steps - 1 - step if reverse else step
-            B_i, C_i = B[b, i], C[b, i]
-            grad_B_i, grad_C_i = grad_B[b, block, i], grad_C[b, block, i]
-            grad_B_i[:] = 0.0
-            grad_C_i[:] = 0.0
-            for c in range(first, last):
-                j = c - first
-                grad_y, dt_c, u_c = grad_sum[b, start + i, c], dt[b, i, c], u[b, i, c]
-                dt_u = dt_c * u_c
-                A_c, decay, grad_h_c, grad_A_c = A[c], decays[step, j], grad_h[j], grad_A_block[j]
-                h_previous, h = states[step, j], states[step + 1, j]
-                grad_dt_u = np.float32(0.0)  # gradient of dt_t * u_t
-                grad_dt_c = np.float32(0.0)
-                for n in range(state_size):
-                    g = grad_h_c[n] + grad_y * C_i[n]  # gradient of h_t
-                    grad_C_i[n] += grad_y * h[n]
-                    grad_B_i[n] += g * dt_u
-                    grad_dt_u += g * B_i[n]
-                    grad_decay = g * h_previous[n] * decay[n]  # d/d(dt A) of exp(dt A) h_prev
-                    grad_dt_c += grad_decay * A_c[n]
-                    grad_A_c[n] += grad_decay * dt_c
-                    grad_h_c[n] = g * decay[n]
-                grad_u[b, i, c] = grad_dt_u * dt_c + D[c] * grad_y
-                grad_dt[b, i, c] = grad_dt_c + grad_dt_u * u_c
-                grad_D_block[j] += grad_y * u_c
-        grad_state[b, first:last] = grad_h
-        for j in range(last - first):
+                    B_n, C_n, A_n = B[b, i, n], C[b, i, n], A_t[n]
+                    h_previous, h_n, decay = states[k, n], states[k + 1, n], decays[k, n]
+                    grad_h_n, grad_A_n = grad_h[n], grad_A_block[n]
+                    sum_B = np.float32(0.0)
+                    sum_C = np.float32(0.0)
+                    for j in range(width):
+                        g = grad_h_n[j] + grad_y[j] * C_n  # gradient of h_t
+                        sum_C += grad_y[j] * h_n[j]
+                        sum_B += g * dt_i[j] * u_i[j]
+                        grad_dt_u[j] += g * B_n
+                        grad_decay = g * h_previous[j] * decay[j]  # d/d(dt A) of exp(dt A) h_prev
+                        grad_dt_i[j] += grad_decay * A_n[j]
+                        grad_A_n[j] += grad_decay * dt_i[j]
+                        grad_h_n[j] = g * decay[j]
+                    grad_B[b, block, i, n] = sum_B
+                    grad_C[b, block, i, n] = sum_C
+                for j in range(width):
+                    c = first + j
+                    grad_u[b, i, c] = grad_dt_u[j] * dt_i[j] + D[c] * grad_y[j]
+                    grad_dt[b, i, c] = grad_dt_i[j] + grad_dt_u[j] * u_i[j]
+                    grad_D_block[j] += grad_y[j] * u_i[j]
+        for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
             for n in range(state_size):
-                grad_A[b, first + j, n] += grad_A_block[j, n]
+                grad_state[b, first + j, n] = grad_h[n, j]
+                grad_A[b, first + j, n] += grad_A_block[n, j]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -140,33 +179,42 @@ def _causal_conv_silu_backward(x, weight, bias, grad_u, start, reverse, grad_x, 
     (batch, block of channels), so no two threads write the same element.
     """
     batch, length, channels = x.shape
-    width = weight.shape[0]
+    kernel_width = weight.shape[0]
     steps = grad_u.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
         b = index // blocks
         first = (index % blocks) * _CHANNEL_BLOCK
         last = min(first + _CHANNEL_BLOCK, channels)
+        block_weight = weight[:, first:last]
+        grad_weight_block = np.zeros_like(block_weight)
+        grad_bias_block = np.zeros(last - first, dtype=x.dtype)
         grad_p = np.empty(last - first, dtype=x.dtype)
         for i in range(steps):
             t = start + i
             grad_p[:] = bias[first:last]  # p, then its gradient
-            for k in range(width):
-                source = t + (width - 1) - k if reverse else t - (width - 1) + k
+            for k in range(kernel_width):
+                source = t + (kernel_width - 1) - k if reverse else t - (kernel_width - 1) + k
                 if 0 <= source < length:
-                    for c in range(first, last):
-                        grad_p[c - first] += weight[k, c] * x[b, source, c]
-            for c in range(first, last):
-                p = grad_p[c - first]
+                    x_k, weight_k = x[b, source, first:last], block_weight[k]
+                    for j in range(last - first):
+                        grad_p[j] += weight_k[j] * x_k[j]
+            grad_u_i = grad_u[b, i, first:last]
+            for j in range(last - first):
+                p = grad_p[j]
                 sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-p))
-                grad_p[c - first] = grad_u[b, i, c] * sigmoid * (np.float32(1.0) + p * (np.float32(1.0) - sigmoid))
-                grad_bias[b, c] += grad_p[c - first]
-            for k in range(width):
-                source = t + (width - 1) - k if reverse else t - (width - 1) + k
+                grad_p[j] = grad_u_i[j] * sigmoid * (np.float32(1.0) + p * (np.float32(1.0) - sigmoid))
+                grad_bias_block[j] += grad_p[j]
+            for k in range(kernel_width):
+                source = t + (kernel_width - 1) - k if reverse else t - (kernel_width - 1) + k
                 if 0 <= source < length:
-                    for c in range(first, last):
-                        grad_weight[b, k, c] += grad_p[c - first] * x[b, source, c]
-                        grad_x[b, source, c] += weight[k, c] * grad_p[c - first]
+                    x_k, grad_x_k = x[b, source, first:last], grad_x[b, source, first:last]
+                    weight_k, grad_weight_k = block_weight[k], grad_weight_block[k]
+                    for j in range(last - first):
+                        grad_weight_k[j] += grad_p[j] * x_k[j]
+                        grad_x_k[j] += weight_k[j] * grad_p[j]
+        grad_weight[b, :, first:last] += grad_weight_block
+        grad_bias[b, first:last] += grad_bias_block
 
 
 @compiled_once_under_lock
@@ -203,7 +251,7 @@ def _direction_backward(
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
-    blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    blocks = _blocks(channels)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     grad_conv_weight = x.new_zeros(batch, *conv_weight.shape)
     grad_conv_bias = x.new_zeros(batch, channels)

@@ -274,11 +274,11 @@ def cost_table(means: dict[str, list[ScaleResult]], fixed_scale: tuple[int, int,
         gflops = cheap.gflops_per_clip / base.gflops_per_clip
         latency = "n/a"
         if cheap.latency_ms is not None and base.latency_ms is not None:
-            latency = f"{cheap.latency_ms / base.latency_ms:.2f}x"
+            latency = f"{cheap.latency_ms / base.latency_ms:.3g}x"
         lines.append(
             f"| {variant} | {best.num_frames} fr, {best.image_size} px, p{best.patch_size} ({100 * best.top1:.1f}) "
             f"| {cheap.num_frames} fr, {cheap.image_size} px, p{cheap.patch_size} | {100 * cheap.top1:.1f} "
-            f"| {gflops:.2f}x | {latency} |"
+            f"| {gflops:.3g}x | {latency} |"
         )
     return "\n".join(lines)
 

@@ -7,14 +7,20 @@ resident size during the timed steps above the resident size before them. Run by
 
     python benchmarks/scaling.py                       # tiny width/depth, 8-64 frames at 112 and 224 px
     python benchmarks/scaling.py --frames 8 16 --sizes 112 --repeats 1
+    python benchmarks/scaling.py --frames 8 64 --sizes 224 --training-paths fused autograd   # both CPU training paths
     python benchmarks/scaling.py --device cuda --dtype bfloat16 --scan-backend chunked   # on a GPU
 
 On CUDA, times are synchronized and peak memory is `torch.cuda.max_memory_allocated` above the model and inputs;
 `--dtype bfloat16` runs under bf16 autocast (float32 weights, as in mixed-precision training).
 
+On CPU, StretchySnake trains through the fused training path (`mixer_training_cpu`) when the scan backend resolves to
+"numba"; `--training-paths fused autograd` also measures its training step through `autograd_forward` (the
+path of the other backends), in rows of its own.
+
 The last lines are the ratios the performance targets are about: forward cost growth divided by token growth
-(1.0 = linear), StretchySnake / VideoMAE time and memory at the largest setting both ran, and the tiny forward's
-achieved FLOP/s as a fraction of dense float32 matmul throughput measured in the same run.
+(1.0 = linear), StretchySnake / VideoMAE time and memory at the largest setting both ran, fused / autograd training
+path, and achieved FLOP/s as a fraction of dense float32 matmul throughput measured in the same run (training
+FLOPs counted as 3x the forward's: the backward computes two products per forward one).
 """
 
 from __future__ import annotations
@@ -69,6 +75,19 @@ def _flops(model_name: str, model, shape: tuple[int, ...], device: torch.device)
     return counter.get_total_flops()
 
 
+def _use_autograd_training_path() -> None:
+    """Makes every StretchySnake mixer of this process train through `autograd_forward` instead of the fused path."""
+    from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
+
+    choose = StretchySnakeMixer.forward_path
+
+    def forward_path(self, hidden_states):
+        path = choose(self, hidden_states)
+        return self.autograd_forward if path == self.cpu_training_forward else path
+
+    StretchySnakeMixer.forward_path = forward_path
+
+
 def worker(spec: dict) -> dict:
     """One model, one setting, one mode, in this process: fastest of the timed runs (on a shared or virtual
     machine, interference only ever adds time), peak extra memory and (forward) FLOPs."""
@@ -77,6 +96,8 @@ def worker(spec: dict) -> dict:
     shape = (spec["batch"], spec["frames"], 3, spec["size"], spec["size"])
     model = _build(spec["model"], spec["preset"], spec["frames"], spec["size"], spec["scan_backend"])
     model.to(device)
+    if spec.get("training_path") == "autograd":
+        _use_autograd_training_path()
     flops = _flops(spec["model"], model, shape, device) if spec["mode"] == "forward" else None
     pixel_values = torch.randn(shape, device=device)
     labels = torch.zeros(spec["batch"], dtype=torch.long, device=device)
@@ -149,6 +170,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="autocast dtype")
     parser.add_argument("--scan-backend", default="auto", help="StretchySnake's config.scan_backend")
+    parser.add_argument(
+        "--training-paths",
+        nargs="+",
+        default=["fused"],
+        choices=("fused", "autograd"),
+        help="StretchySnake training paths to measure on CPU: fused (mixer_training_cpu, the default where the scan "
+        "backend is numba) and/or autograd (autograd_forward); the first one's rows also carry the forward columns",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -160,14 +189,22 @@ def main() -> None:
     matmul = matmul_flops_per_second(args.device, args.dtype)
     settings = sorted(((t, s) for t in args.frames for s in args.sizes), key=lambda ts: ts[0] * ts[1] ** 2)
     rows = []
-    with tqdm(total=len(settings) * 4, desc="measuring", file=sys.stderr) as progress:
+    # (model, training path): the extra StretchySnake paths measure training only (inference has one path)
+    variants = [("stretchysnake", args.training_paths[0])]
+    variants += [("stretchysnake", path) for path in args.training_paths[1:]] + [("videomae", None)]
+    measurements = [
+        (v, mode)
+        for v in variants
+        for mode in ("forward", "train")
+        if mode == "train" or v[1] in (None, args.training_paths[0])
+    ]
+    with tqdm(total=len(settings) * len(measurements), desc="measuring", file=sys.stderr) as progress:
         for frames, size in settings:
             row = {"frames": frames, "size": size, "tokens": frames * (size // 16) ** 2}
-            for model_name in ("stretchysnake", "videomae"):
-                for mode in ("forward", "train"):
-                    spec = dict(vars(args), model=model_name, mode=mode, frames=frames, size=size)
-                    row[model_name, mode] = _run(spec, args.timeout)
-                    progress.update()
+            for (model_name, path), mode in measurements:
+                spec = dict(vars(args), model=model_name, mode=mode, frames=frames, size=size, training_path=path)
+                row[(model_name, path), mode] = _run(spec, args.timeout)
+                progress.update()
             rows.append(row)
 
     def cell(result: dict | None, key: str, scale: float, fmt: str) -> str:
@@ -180,41 +217,66 @@ def main() -> None:
         f"{args.scan_backend!r}; times are the fastest of {args.repeats} runs.\n"
     )
     print(
-        "| frames x px | tokens | model | forward s | fwd+bwd s | peak MiB fwd | peak MiB train | GFLOPs | FLOP/s vs matmul |"
+        "| frames x px | tokens | model | forward s | fwd+bwd s | peak MiB fwd | peak MiB train | GFLOPs "
+        "| FLOP/s vs matmul fwd | train |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    forward_of = {v: v if v[1] in (None, args.training_paths[0]) else variants[0] for v in variants}
     for row in rows:
-        for model_name in ("stretchysnake", "videomae"):
-            fwd, train = row[model_name, "forward"], row[model_name, "train"]
-            efficiency = "-" if fwd is None else f"{fwd['flops'] / fwd['seconds'] / matmul:.0%}"
+        for variant in variants:
+            fwd, train = row[forward_of[variant], "forward"], row[variant, "train"]
+            own = forward_of[variant] == variant  # False: the forward columns are another row's
+
+            def forward_cell(key: str, scale: float, fmt: str, own: bool = own, fwd: dict | None = fwd) -> str:
+                return cell(fwd, key, scale, fmt) if own else "-"
+
+            flops = None if fwd is None else fwd["flops"]
+            fwd_efficiency = "-" if fwd is None or not own else f"{flops / fwd['seconds'] / matmul:.0%}"
+            train_efficiency = "-" if None in (flops, train) else f"{3 * flops / train['seconds'] / matmul:.0%}"
             print(
-                f"| {row['frames']} x {row['size']} | {row['tokens']} | {model_name} | {cell(fwd, 'seconds', 1, '.3f')} "
-                f"| {cell(train, 'seconds', 1, '.3f')} | {cell(fwd, 'peak_bytes', 2**20, '.0f')} "
-                f"| {cell(train, 'peak_bytes', 2**20, '.0f')} | {cell(fwd, 'flops', 1e9, '.1f')} | {efficiency} |"
+                f"| {row['frames']} x {row['size']} | {row['tokens']} | {_label(variant)} "
+                f"| {forward_cell('seconds', 1, '.3f')} | {cell(train, 'seconds', 1, '.3f')} "
+                f"| {forward_cell('peak_bytes', 2**20, '.0f')} | {cell(train, 'peak_bytes', 2**20, '.0f')} "
+                f"| {cell(fwd, 'flops', 1e9, '.1f')} | {fwd_efficiency} | {train_efficiency} |"
             )
 
+    snake, mae = variants[0], ("videomae", None)
     print("\n| ratio | value |\n|---|---|")
-    for model_name in ("stretchysnake", "videomae"):
-        measured = [r for r in rows if r[model_name, "forward"] is not None]
+    for variant in (snake, mae):
+        measured = [r for r in rows if r[variant, "forward"] is not None]
         if len(measured) >= 2:
             first, last = measured[0], measured[-1]
-            growth = last[model_name, "forward"]["seconds"] / first[model_name, "forward"]["seconds"]
+            growth = last[variant, "forward"]["seconds"] / first[variant, "forward"]["seconds"]
             print(
-                f"| {model_name} forward time growth / token growth ({first['frames']}x{first['size']} -> "
+                f"| {variant[0]} forward time growth / token growth ({first['frames']}x{first['size']} -> "
                 f"{last['frames']}x{last['size']}) | {growth / (last['tokens'] / first['tokens']):.2f} |"
             )
-    both = [r for r in rows if all(r[m, "forward"] and r[m, "train"] for m in ("stretchysnake", "videomae"))]
-    if both:
-        r = both[-1]
+    for r in rows:
+        at = f"{r['frames']}x{r['size']}"
         for mode, label in (("forward", "forward"), ("train", "fwd+bwd")):
-            snake, mae = r["stretchysnake", mode], r["videomae", mode]
-            print(
-                f"| StretchySnake / VideoMAE {label} time at {r['frames']}x{r['size']} | {snake['seconds'] / mae['seconds']:.2f} |"
-            )
-            print(
-                f"| StretchySnake / VideoMAE {label} peak memory at {r['frames']}x{r['size']} "
-                f"| {snake['peak_bytes'] / max(mae['peak_bytes'], 1):.2f} |"
-            )
+            ours, theirs = r[snake, mode], r[mae, mode]
+            if ours and theirs:
+                print(f"| StretchySnake / VideoMAE {label} time at {at} | {ours['seconds'] / theirs['seconds']:.2f} |")
+                print(
+                    f"| StretchySnake / VideoMAE {label} peak memory at {at} "
+                    f"| {ours['peak_bytes'] / max(theirs['peak_bytes'], 1):.2f} |"
+                )
+        for other in variants[1:-1]:
+            ours, theirs = r[snake, "train"], r[other, "train"]
+            if ours and theirs:
+                print(
+                    f"| {_label(other)} / {_label(snake)} fwd+bwd time at {at} "
+                    f"| {theirs['seconds'] / ours['seconds']:.2f} |"
+                )
+                print(
+                    f"| {_label(other)} / {_label(snake)} fwd+bwd peak memory at {at} "
+                    f"| {theirs['peak_bytes'] / max(ours['peak_bytes'], 1):.2f} |"
+                )
+
+
+def _label(variant: tuple[str, str | None]) -> str:
+    model_name, path = variant
+    return model_name if path is None else f"{model_name} ({path} training path)"
 
 
 if __name__ == "__main__":

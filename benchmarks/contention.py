@@ -1,0 +1,159 @@
+"""A training step next to other work on the same cores: how much slower than alone, and how that compares to a fair share.
+
+The step is the demo's (`examples/demo.py`): StretchySnake with 64 channels and 4 blocks, batch 8, 8 frames of 64 px,
+patch 16, forward + backward + AdamW, float32 on CPU. Each scenario runs the step in a fresh process:
+
+- alone;
+- next to 1 and 2 busy processes (`while True: pass` in Python);
+- next to a stream of short-lived processes (a loop starting `python -c pass` one after another), which is what a
+  test runner, a build or a shell script does to a machine;
+- alone with 1 thread (torch and numba), for the thread scaling of the step.
+
+Neighbours are started with this interpreter, end by themselves after `--neighbour-seconds`, and are stopped by their
+own process ids as soon as the step's measurement ends. Times are medians over `--steps` steps after warm-up steps
+(the median, not the fastest: under contention the typical step is what a user waits for), with the CPU time the
+step's process used per step (threads that spin while they wait add CPU time but no work). Run by hand:
+
+    python benchmarks/contention.py                       # 2 threads (the machine's cores), 30 steps
+    python benchmarks/contention.py --threads 1 --steps 20
+    python benchmarks/contention.py --env OMP_WAIT_POLICY=ACTIVE   # a variable set in the step's process
+
+"Slowdown" is the median step time over the time alone; with one busy neighbour on 2 cores a fair share of the machine
+gives the step 2/3 of it, so about 1.5x (2.0x is the target); with two, half of it (2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+_BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+_CHURN = (
+    "import subprocess, sys, time\nend = time.monotonic() + {seconds}\n"
+    "while time.monotonic() < end: subprocess.run([sys.executable, '-c', 'pass'])"
+)
+
+
+def worker(steps: int, warmup: int, threads: int | None) -> dict:
+    """The demo model's training step, timed `steps` times after `warmup` steps, in this process."""
+    import torch
+
+    from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = StretchySnakeConfig.from_preset(
+        "tiny",
+        hidden_size=64,
+        num_hidden_layers=4,
+        image_size=64,
+        patch_size=16,
+        num_frames=8,
+        num_labels=10,
+        drop_path_rate=0.0,
+    )
+    model = StretchySnakeForVideoClassification(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    pixel_values = torch.randn(8, 8, 3, 64, 64)
+    labels = torch.arange(8) % 10
+
+    def step() -> None:
+        model(pixel_values, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    times = []
+    cpu_start = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_end.ru_utime + cpu_end.ru_stime - cpu_start.ru_utime - cpu_start.ru_stime) / steps
+    return {
+        "median": statistics.median(times),
+        "fastest": min(times),
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _start(code: str, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code.format(seconds=seconds)])
+
+
+def _measure(args: argparse.Namespace, neighbours: list[str], threads: int | None) -> dict:
+    """Starts the neighbours, waits a moment so they are running, runs the step in a fresh process (with `threads`
+    torch and numba threads, when given), stops them."""
+    started = [_start(code, args.neighbour_seconds) for code in neighbours]
+    try:
+        if started:
+            time.sleep(1.0)
+        env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
+        command = [sys.executable, __file__, "--worker", "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        if threads is not None:
+            command += ["--threads", str(threads)]
+            env["NUMBA_NUM_THREADS"] = str(threads)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch and numba threads in the step's process (default: all)"
+    )
+    parser.add_argument("--neighbour-seconds", type=float, default=300, help="lifetime limit of every neighbour")
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE set in the step's process only")
+    parser.add_argument("--scenarios", type=int, default=4, help="run the first N scenarios only (1: alone)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.steps, args.warmup, args.threads)))
+        return
+
+    scenarios = {
+        "alone": [],
+        "1 busy process": [_BUSY],
+        "2 busy processes": [_BUSY, _BUSY],
+        "stream of short-lived processes": [_CHURN],
+    }
+    names = list(scenarios)[: args.scenarios]
+    rows = [(name, _measure(args, scenarios[name], args.threads)) for name in names]
+    one_thread = _measure(args, [], 1) if args.threads != 1 else rows[0][1]
+    alone = rows[0][1]["median"]
+    load = os.getloadavg()
+    print(
+        f"\nDemo model training step (64 channels, 4 blocks, batch 8, 8 x 64 px, patch 16, AdamW), "
+        f"{rows[0][1]['threads']} torch threads, {os.cpu_count()} CPUs, env {' '.join(args.env) or '-'}; "
+        f"median of {args.steps} steps; load average before the last scenario ended: {load[0]:.2f}\n"
+    )
+    print("| next to | median step ms | fastest ms | CPU ms per step | slowdown |\n|---|---:|---:|---:|---:|")
+    for name, result in rows:
+        print(
+            f"| {name} | {result['median'] * 1e3:.0f} | {result['fastest'] * 1e3:.0f} | {result['cpu'] * 1e3:.0f} "
+            f"| {result['median'] / alone:.2f}x |"
+        )
+    print(
+        f"\nThread scaling, alone: 1 thread {one_thread['median'] * 1e3:.0f} ms, {rows[0][1]['threads']} threads "
+        f"{alone * 1e3:.0f} ms: {one_thread['median'] / alone:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 try:  # transformers' remote-code loader requires the packages a file imports, except inside try blocks
-    import numba
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic, overload
@@ -87,31 +85,9 @@ def _fast_exp_numba(x):
     return exp_float32
 
 
-@functools.cache
-def start_thread_pool() -> None:
-    """Starts numba's worker threads, unless something in this process already has, with OpenMP's passive wait
-    policy (unless `OMP_WAIT_POLICY` is set), and leaves the environment as it was.
-
-    numba's "omp" threading layer runs its own OpenMP runtime (the system's libgomp), next to torch's (the one in
-    torch/lib): two pools of threads on the same cores. By default a GNU OpenMP thread spins for a while after each
-    parallel region before it sleeps, so torch's threads spin on the cores numba's need and the other way round, and
-    a neighbouring process loses its cores to threads that do nothing. The runtime reads the policy once, when it
-    loads, which for numba's pool is here: torch's keeps its own.
-    """
-    previous = os.environ.get("OMP_WAIT_POLICY")
-    if previous is None:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        numba.get_num_threads()  # loads the threading layer and starts its threads
-    finally:
-        if previous is None:
-            del os.environ["OMP_WAIT_POLICY"]
-
-
 def compiled_once_under_lock(warm_up: Callable[[], None]) -> Callable[[], None]:
     """Decorator: the first call of `warm_up` in a process, which compiles numba kernels or loads them from numba's
-    on-disk cache, runs while holding a lock that every process on this machine shares; later calls do nothing. It
-    starts numba's threads first (`start_thread_pool`): every kernel module warms up before its first parallel call.
+    on-disk cache, runs while holding a lock that every process on this machine shares; later calls do nothing.
 
     numba's cache is not safe for processes that compile the same parallel kernel at the same time (numba issues
     #4807 and #10128: crashes when loading what another process is writing), as `accelerate launch` processes and
@@ -121,7 +97,6 @@ def compiled_once_under_lock(warm_up: Callable[[], None]) -> Callable[[], None]:
 
     @functools.cache
     def once() -> None:
-        start_thread_pool()
         if fcntl is None:
             warm_up()
             return

@@ -12,7 +12,9 @@
 
     python benchmarks/recipe.py [--output-dir recipe_runs] [--steps 600] [--pretrain-steps 1000] [--seeds 0 1 2]
 
-Extra train_flex flags for the recipe arm (e.g. to switch parts off) go after `--recipe-args`.
+Extra train_flex flags for the recipe arm (e.g. to switch parts off) go after `--recipe-args`; `--ablations` adds
+the recipe without each of its parts in turn (`ABLATIONS`, on the first `--ablation-seeds` seeds). Finished runs are
+cached in their folders, so a rerun with more arms or seeds trains only what is new.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ import demo  # noqa: E402  (examples/demo.py: the demo's model, flags and scale 
 import train_flex  # noqa: E402
 
 from stretchysnake_hf.synthetic import generate_dataset  # noqa: E402
+
+ABLATIONS = {
+    "mixing": ("mixup/cutmix", ["--mixup_alpha", "0", "--cutmix_alpha", "0"]),
+    "pixel_augmentation": ("RandAugment/erasing", ["--rand_augment", "none", "--random_erasing", "0"]),
+    "repeats": ("repeated augmentation", ["--repeated_augmentation", "1"]),
+    "layer_decay": ("layer decay", ["--layer_decay", "1.0"]),
+}
+"""`--ablations`: the recipe with one part switched off (name: (words, flags))."""
 
 
 def run(argv: list[str], model_dir: Path, data_dir: Path) -> dict[str, object]:
@@ -55,6 +65,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--pretrain-seed", type=int, default=1)
+    parser.add_argument("--ablations", action="store_true", help="also the recipe without each of its parts")
+    parser.add_argument("--ablation-seeds", type=int, default=2, help="how many of the seeds the ablations run")
     parser.add_argument("--recipe-args", nargs=argparse.REMAINDER, default=[])
     args = parser.parse_args()
     output = Path(args.output_dir)
@@ -65,11 +77,21 @@ def main() -> None:
     fixed = ["--variant", "fixed", "--frames", "8", "--resolutions", "64"]
     run(demo.train_arguments(pretrain_data, checkpoint, args.pretrain_steps, 0) + fixed, checkpoint, data)
 
-    arms = {"demo flags": [], "--recipe videomamba": ["--recipe", "videomamba", *args.recipe_args]}
+    recipe = ["--recipe", "videomamba", *args.recipe_args]
+    arms = {"demo flags": ("plain", []), "--recipe videomamba": ("recipe", recipe)}
+    if args.ablations:
+        arms.update(
+            {
+                f"recipe without {part}": (f"recipe_no_{key}", recipe + flags)
+                for key, (part, flags) in ABLATIONS.items()
+            }
+        )
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     for seed in args.seeds:
-        for arm, extra in arms.items():
-            model_dir = output / f"{'recipe' if extra else 'plain'}_seed{seed}"
+        for arm, (folder, extra) in arms.items():
+            if arm not in ("demo flags", "--recipe videomamba") and seed not in args.seeds[: args.ablation_seeds]:
+                continue
+            model_dir = output / f"{folder}_seed{seed}"
             argv = demo.train_arguments(data, model_dir, args.steps, seed)
             argv += ["--model_name_or_path", str(checkpoint), *extra]
             results[arm].append(run(argv, model_dir, data))

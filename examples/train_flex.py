@@ -191,7 +191,8 @@ class RecipeArguments:
         default=0.0, metadata={"help": "Label smoothing of the (soft) targets (VideoMamba 0.1)."}
     )
     rand_augment: str | None = field(
-        default=None, metadata={"help": "RandAugment in timm's notation, e.g. 'm7-n4-mstd0.5-inc1' (VideoMamba)."}
+        default=None,
+        metadata={"help": "RandAugment in timm's notation, e.g. 'm7-n4-mstd0.5-inc1' (VideoMamba); 'none': off."},
     )
     random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (VideoMamba 0.25)."})
     random_erasing_mode: str = field(default="pixel", metadata={"help": "Erased box fill: pixel, rand or const."})
@@ -204,6 +205,10 @@ class RecipeArguments:
     ema_decay: float | None = field(
         default=None, metadata={"help": "Keep an EMA of the weights (e.g. 0.9999), evaluated and saved under ema/."}
     )
+
+    def __post_init__(self) -> None:
+        if self.rand_augment is not None and self.rand_augment.lower() in ("", "none", "off"):
+            self.rand_augment = None  # lets `--rand_augment none` switch off a recipe's RandAugment
 
     def mixing(self, num_labels: int) -> MixupCutmix | None:
         """The collator's batch mixing and smoothing, or None when every one of them is off."""

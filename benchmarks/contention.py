@@ -9,6 +9,9 @@ patch 16, forward + backward + AdamW, float32 on CPU. Each scenario runs the ste
   test runner, a build or a shell script does to a machine;
 - alone with 1 thread (torch and numba), for the thread scaling of the step.
 
+Every scenario runs twice, side by side: with all threads throughout (what training did before), and with
+`stretchysnake_hf.cpu_sharing.CpuShare` updating the threads before each step (what `FlexibleTrainer` does on CPU).
+
 Neighbours are started with this interpreter, end by themselves after `--neighbour-seconds`, and are stopped by their
 own process ids as soon as the step's measurement ends. Times are medians over `--steps` steps after warm-up steps
 (the median, not the fastest: under contention the typical step is what a user waits for), with the CPU time the
@@ -40,14 +43,17 @@ _CHURN = (
 )
 
 
-def worker(steps: int, warmup: int, threads: int | None) -> dict:
-    """The demo model's training step, timed `steps` times after `warmup` steps, in this process."""
+def worker(steps: int, warmup: int, threads: int | None, share: bool) -> dict:
+    """The demo model's training step, timed `steps` times after `warmup` steps, in this process. With `share`, each
+    step first calls `CpuShare.update()` as `FlexibleTrainer` does, and warm-up lasts until it has measured twice."""
     import torch
 
     from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
+    from stretchysnake_hf.cpu_sharing import CpuShare
 
     if threads is not None:
         torch.set_num_threads(threads)
+    cpu_share = CpuShare() if share else None
     torch.manual_seed(0)
     config = StretchySnakeConfig.from_preset(
         "tiny",
@@ -65,11 +71,16 @@ def worker(steps: int, warmup: int, threads: int | None) -> dict:
     labels = torch.arange(8) % 10
 
     def step() -> None:
+        if cpu_share is not None:
+            cpu_share.update()
         model(pixel_values, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    settle = time.monotonic() + (2.2 * cpu_share.interval if cpu_share is not None else 0.0)
     for _ in range(warmup):
+        step()
+    while time.monotonic() < settle:
         step()
     times = []
     cpu_start = resource.getrusage(resource.RUSAGE_SELF)
@@ -84,6 +95,7 @@ def worker(steps: int, warmup: int, threads: int | None) -> dict:
         "fastest": min(times),
         "cpu": cpu,
         "threads": torch.get_num_threads(),
+        "busy_elsewhere": cpu_share.busy_elsewhere if cpu_share is not None else None,
     }
 
 
@@ -91,15 +103,17 @@ def _start(code: str, seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code.format(seconds=seconds)])
 
 
-def _measure(args: argparse.Namespace, neighbours: list[str], threads: int | None) -> dict:
+def _measure(args: argparse.Namespace, neighbours: list[str], threads: int | None, share: bool = False) -> dict:
     """Starts the neighbours, waits a moment so they are running, runs the step in a fresh process (with `threads`
-    torch and numba threads, when given), stops them."""
+    torch and numba threads, when given; with `CpuShare` when `share`), stops them."""
     started = [_start(code, args.neighbour_seconds) for code in neighbours]
     try:
         if started:
             time.sleep(1.0)
         env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
         command = [sys.executable, __file__, "--worker", "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        if share:
+            command.append("--share")
         if threads is not None:
             command += ["--threads", str(threads)]
             env["NUMBA_NUM_THREADS"] = str(threads)
@@ -122,9 +136,10 @@ def main() -> None:
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE set in the step's process only")
     parser.add_argument("--scenarios", type=int, default=4, help="run the first N scenarios only (1: alone)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.steps, args.warmup, args.threads)))
+        print(json.dumps(worker(args.steps, args.warmup, args.threads, args.share)))
         return
 
     scenarios = {
@@ -134,24 +149,32 @@ def main() -> None:
         "stream of short-lived processes": [_CHURN],
     }
     names = list(scenarios)[: args.scenarios]
-    rows = [(name, _measure(args, scenarios[name], args.threads)) for name in names]
+    rows = [
+        (name, _measure(args, scenarios[name], args.threads), _measure(args, scenarios[name], args.threads, True))
+        for name in names
+    ]
     one_thread = _measure(args, [], 1) if args.threads != 1 else rows[0][1]
-    alone = rows[0][1]["median"]
+    alone, alone_shared = rows[0][1]["median"], rows[0][2]["median"]
     load = os.getloadavg()
     print(
         f"\nDemo model training step (64 channels, 4 blocks, batch 8, 8 x 64 px, patch 16, AdamW), "
         f"{rows[0][1]['threads']} torch threads, {os.cpu_count()} CPUs, env {' '.join(args.env) or '-'}; "
         f"median of {args.steps} steps; load average before the last scenario ended: {load[0]:.2f}\n"
     )
-    print("| next to | median step ms | fastest ms | CPU ms per step | slowdown |\n|---|---:|---:|---:|---:|")
-    for name, result in rows:
+    print(
+        "| next to | all threads: median ms | CPU ms per step | slowdown | CpuShare: median ms | CPU ms per step "
+        "| threads | slowdown |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for name, fixed, shared in rows:
         print(
-            f"| {name} | {result['median'] * 1e3:.0f} | {result['fastest'] * 1e3:.0f} | {result['cpu'] * 1e3:.0f} "
-            f"| {result['median'] / alone:.2f}x |"
+            f"| {name} | {fixed['median'] * 1e3:.0f} | {fixed['cpu'] * 1e3:.0f} | {fixed['median'] / alone:.2f}x "
+            f"| {shared['median'] * 1e3:.0f} | {shared['cpu'] * 1e3:.0f} | {shared['threads']} "
+            f"| {shared['median'] / alone:.2f}x |"
         )
     print(
-        f"\nThread scaling, alone: 1 thread {one_thread['median'] * 1e3:.0f} ms, {rows[0][1]['threads']} threads "
-        f"{alone * 1e3:.0f} ms: {one_thread['median'] / alone:.2f}x"
+        f"\nCpuShare alone costs {alone_shared / alone:.3f}x the time of all threads. Thread scaling, alone: 1 thread "
+        f"{one_thread['median'] * 1e3:.0f} ms, {rows[0][1]['threads']} threads {alone * 1e3:.0f} ms: "
+        f"{one_thread['median'] / alone:.2f}x. Slowdowns are against the time alone with all threads."
     )
 
 

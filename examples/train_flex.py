@@ -164,6 +164,10 @@ class FlexibleArguments:
     scale_log_file: str | None = field(
         default=None, metadata={"help": "Write each micro-batch's scale as JSON lines to FILE.rank<r>."}
     )
+    share_cpu: bool = field(
+        default=True,
+        metadata={"help": "On CPU, train on the cores other processes leave idle (false: keep every thread)."},
+    )
 
 
 @dataclass
@@ -523,6 +527,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         scale_log_file=flex_args.scale_log_file,
         layer_decay=recipe.layer_decay,
         ema_decay=recipe.ema_decay,
+        share_cpu=flex_args.share_cpu,
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     metrics.update(result.metrics)

@@ -21,6 +21,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import seed_worker
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
+from .cpu_sharing import CpuShare
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
 from .mixing import MixupCutmix, soft_target_cross_entropy
 from .optimization import ModelEma, layer_decay_parameter_groups
@@ -480,6 +481,16 @@ EMA_FOLDER = "ema"
 """Sub-folder of a saved model or checkpoint holding the EMA weights (a model folder of its own)."""
 
 
+class _CpuShareCallback(TrainerCallback):
+    """Before every optimizer step on CPU, fits torch's threads to the cores other processes leave idle."""
+
+    def __init__(self) -> None:
+        self.share = CpuShare()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.share.update()
+
+
 class _EmaCallback(TrainerCallback):
     """Updates the trainer's EMA after every optimizer step (before any checkpoint of that step is written)."""
 
@@ -507,6 +518,8 @@ class FlexibleTrainer(Trainer):
     the Trainer's optimizer hook, so `--optim`, schedulers, DeepSpeed and resume are untouched). `ema_decay` keeps a
     `ModelEma` updated after every optimizer step, evaluated next to the model (metrics prefixed `eval_ema_`), saved
     wherever the model is saved as the folder `ema/` (weights, config, processor), and restored on resume.
+    Training on CPU, `share_cpu` (on by default) runs each step on the cores other processes leave idle
+    (`cpu_sharing.CpuShare`; the threads join the logged scale as `cpu_threads`).
 
     Needs `remove_unused_columns=False` (the collator reads the raw video column).
     """
@@ -517,10 +530,14 @@ class FlexibleTrainer(Trainer):
         scale_log_file: str | os.PathLike | None = None,
         layer_decay: float | None = None,
         ema_decay: float | None = None,
+        share_cpu: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.layer_decay = layer_decay
+        self.cpu_share = _CpuShareCallback() if share_cpu and self.args.device.type == "cpu" else None
+        if self.cpu_share is not None:
+            self.add_callback(self.cpu_share)
         if ema_decay is not None and (self.is_fsdp_enabled or is_deepspeed_zero3_enabled()):
             raise ValueError(
                 f"ema_decay={ema_decay}: the EMA averages the full weights on each process, and FSDP / DeepSpeed "
@@ -610,6 +627,8 @@ class FlexibleTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._step_scale is not None:
             logs = {**logs, **{f"scale_{key}": value for key, value in self._step_scale.items()}}
+            if self.cpu_share is not None:
+                logs["cpu_threads"] = torch.get_num_threads()
         super().log(logs, start_time)
 
     def get_optimizer_cls_and_kwargs(self, args: Any, model: torch.nn.Module | None = None) -> tuple[Any, Any]:

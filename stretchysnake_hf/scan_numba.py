@@ -111,13 +111,18 @@ def _compile_scan_kernels() -> None:
 
 
 @functools.cache
-def numba_threads_per_process() -> int:
-    """numba threads for this process: its share of the cores when a launcher (torchrun, `accelerate launch`) started
-    `LOCAL_WORLD_SIZE` processes on this machine, at most `NUMBA_NUM_THREADS`. OpenMP threads that outnumber the
-    cores spin against each other: two 2-thread processes on 2 cores ran the Ti-size scan 9x slower (220 ms instead
-    of 24) than with one thread each (30 ms)."""
+def _cores_per_process() -> int:
     local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // local_processes))
+
+
+def numba_threads_per_process() -> int:
+    """numba threads for this process: its share of the cores when a launcher (torchrun, `accelerate launch`) started
+    `LOCAL_WORLD_SIZE` processes on this machine, at most `NUMBA_NUM_THREADS`, and never more than torch's intra-op
+    threads (which `cpu_sharing.CpuShare` lowers while other processes keep cores busy): one thread count for both.
+    OpenMP threads that outnumber the cores spin against each other: two 2-thread processes on 2 cores ran the
+    Ti-size scan 9x slower (220 ms instead of 24) than with one thread each (30 ms)."""
+    return min(_cores_per_process(), torch.get_num_threads())
 
 
 class SelectiveScanNumbaFn(torch.autograd.Function):

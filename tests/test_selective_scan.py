@@ -196,23 +196,30 @@ def test_bf16_autocast_training_step_tracks_the_float32_step(backend):
 
 
 def test_numba_takes_its_process_share_of_the_cores(monkeypatch):
-    """Under a launcher with LOCAL_WORLD_SIZE processes per machine, each scan runs on cores // processes threads."""
+    """Under a launcher with LOCAL_WORLD_SIZE processes per machine, each scan runs on cores // processes threads, and
+    never on more than torch's intra-op threads (one thread count for both)."""
     numba = pytest.importorskip("numba")
     from stretchysnake_hf import scan_numba
 
-    default = numba.get_num_threads()
+    default, torch_threads = numba.get_num_threads(), torch.get_num_threads()
     monkeypatch.setattr(scan_numba.os, "cpu_count", lambda: 4)
     try:
+        torch.set_num_threads(4)
         for local_processes, expected in (("2", 2), ("4", 1), ("8", 1)):
             monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
-            scan_numba.numba_threads_per_process.cache_clear()
+            scan_numba._cores_per_process.cache_clear()
             expected = min(expected, numba.config.NUMBA_NUM_THREADS)
             assert scan_numba.numba_threads_per_process() == expected
             assert_backends_agree("numba", "reference", make_inputs(1, 4, 8, 100, torch.float64), 1e-9)
             assert numba.get_num_threads() == expected
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+        scan_numba._cores_per_process.cache_clear()
+        torch.set_num_threads(1)
+        assert scan_numba.numba_threads_per_process() == 1
     finally:
-        scan_numba.numba_threads_per_process.cache_clear()
+        scan_numba._cores_per_process.cache_clear()
         numba.set_num_threads(default)
+        torch.set_num_threads(torch_threads)
 
 
 def test_auto_picks_numba_on_cpu():

@@ -130,6 +130,7 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     assert AutoModelForVideoClassification.from_pretrained(output / "ema") is not None
     state = json.loads((output / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and state["log_history"][0]["epoch"] == 0.5  # 2 of 4 batches per process
+    assert 1 <= state["log_history"][0]["cpu_threads"] <= torch.get_num_threads()  # CpuShare ran
 
     card = (output / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: video-classification\n")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shlex
 import sys
@@ -251,7 +252,11 @@ def verdicts(intervals: dict[str, dict[str, Interval]]) -> list[str]:
             else:
                 lines.append(f"No difference from fixed shown on the {label} for {variant} (interval includes 0).")
         unseen = by_metric.get("unseen")
-        if unseen is not None and not unseen.half_width <= TARGET_HALF_WIDTH:
+        if unseen is not None and math.isnan(unseen.half_width):
+            lines.append(
+                f"{variant}: one seed gives no interval: the {100 * TARGET_HALF_WIDTH:.0f}-point target needs at least 2 seeds."
+            )
+        elif unseen is not None and unseen.half_width > TARGET_HALF_WIDTH:
             lines.append(
                 f"{variant}: the unseen-cell mean's half-width is {100 * unseen.half_width:.1f} points, above the "
                 f"{100 * TARGET_HALF_WIDTH:.0f}-point target: more seeds (or test clips) are needed."

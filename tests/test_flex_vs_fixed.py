@@ -75,6 +75,14 @@ def test_summary_table_and_verdicts_by_hand(protocol):
     assert not any("trained cells" in line for line in said)  # n/a for static_tokens: no comparison
 
 
+def test_one_seed_says_it_gives_no_interval(protocol):
+    per_seed = {"fixed": [{"at_fixed": 0.3, "trained": 0.3, "unseen": 0.3, "worst": 0.2}]}
+    _, intervals = protocol.summary_table(per_seed)
+    assert protocol.verdicts(intervals) == [
+        "fixed: one seed gives no interval: the 3-point target needs at least 2 seeds."
+    ]
+
+
 def test_tiny_protocol_end_to_end(protocol, tmp_path, monkeypatch):
     arguments = [
         "--output-dir", str(tmp_path), "--seeds", "2", "--videos-per-class", "3", "--pretrain-videos-per-class", "3",

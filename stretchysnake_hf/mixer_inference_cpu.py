@@ -41,6 +41,12 @@ from .scan_numba import numba_threads_per_process
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
 _CHUNK_ELEMENTS = 2**18
 
+
+def _chunk_tokens(batch: int, channels: int) -> int:
+    """Tokens per chunk: about `_CHUNK_ELEMENTS` per (batch, tokens, channels) chunk, a multiple of 64, at least 64."""
+    return max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
+
+
 # Channels that one thread of the scan takes at a time, each with its (d_state,) state.
 _CHANNEL_BLOCK = 16
 
@@ -190,7 +196,7 @@ def bidirectional_mamba_inference_cpu(
     hidden_states = hidden_states.contiguous()
     batch, length, _ = hidden_states.shape
     channels = out_proj_weight.shape[1]
-    chunk = max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
+    chunk = _chunk_tokens(batch, channels)
     x_weight, z_weight = in_proj_weight.split(channels)
     x = F.linear(hidden_states, x_weight)  # (batch, tokens, channels), the conv input of both directions
     summed = torch.empty_like(x)  # scan + D u of the forward direction, then of both

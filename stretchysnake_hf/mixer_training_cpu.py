@@ -34,14 +34,12 @@ from .mixer_inference_cpu import (
     MambaDirectionWeights,
     _causal_conv_silu,
     _chunk_starts,
+    _chunk_tokens,
     _compile_kernels,
     _scan_direction,
 )
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
 from .scan_numba import numba_threads_per_process
-
-# Tokens per chunk: a chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
-_CHUNK_ELEMENTS = 2**18
 
 # Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
 # are contiguous in the token-major tensors): long enough that a loop's set-up is paid for by its SIMD iterations.
@@ -50,11 +48,6 @@ _CHANNEL_BLOCK = 64
 # Steps whose states the scan's backward recomputes and keeps at a time: (steps, d_state, _CHANNEL_BLOCK) states and
 # decays stay in a core's L2 cache (2 x 512 KiB). With the whole chunk's, the kernel ran 3x slower, from memory.
 _RECOMPUTED_STEPS = 128
-
-
-def _chunk_tokens(batch: int, channels: int) -> int:
-    """Tokens per chunk: about `_CHUNK_ELEMENTS` per (batch, tokens, channels) chunk, a multiple of 64, at least 64."""
-    return max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
 
 
 def _blocks(channels: int) -> int:

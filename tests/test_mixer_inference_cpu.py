@@ -90,41 +90,6 @@ def test_fused_mixer_equals_the_autograd_path_and_does_not_depend_on_the_chunk_s
     assert (outputs[0] - outputs[1]).abs().max().item() <= 1e-6 * scale
 
 
-def _count_fused_calls(monkeypatch) -> list[int]:
-    calls = []
-    fused = fused_ops.bidirectional_mamba_inference_cpu
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return fused(*args, **kwargs)
-
-    monkeypatch.setattr(fused_ops, "bidirectional_mamba_inference_cpu", spy)
-    return calls
-
-
-@pytest.mark.parametrize(
-    "scan_backend, dtype, grad, autocast, fused",
-    [
-        ("auto", torch.float32, False, False, True),
-        ("numba", torch.float32, False, False, True),
-        ("auto", torch.float32, True, False, False),  # training: the fused training path
-        ("auto", torch.float32, False, True, False),  # bf16 autocast
-        ("auto", torch.float64, False, False, False),
-        ("reference", torch.float32, False, False, False),
-        ("chunked", torch.float32, False, False, False),
-    ],
-)
-def test_fused_path_runs_only_for_float32_cpu_inference_with_the_numba_backend(
-    monkeypatch, scan_backend, dtype, grad, autocast, fused
-):
-    calls = _count_fused_calls(monkeypatch)
-    model = StretchySnakeForVideoClassification(tiny_config(scan_backend=scan_backend)).to(dtype).eval()
-    video = torch.randn(1, 4, 3, 16, 16, dtype=dtype)
-    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        model(video)
-    assert len(calls) == (model.config.num_hidden_layers if fused else 0)
-
-
 @pytest.mark.parametrize("num_frames, size, patch_size", [(4, 16, 8), (6, 32, 8), (2, 16, 4)])
 def test_model_logits_in_inference_mode_match_the_training_path(num_frames, size, patch_size):
     torch.manual_seed(4)

@@ -9,6 +9,7 @@ import torch
 from conftest import tiny_config
 
 from stretchysnake_hf import StretchySnakeForVideoClassification
+from stretchysnake_hf import mixer_inference_cpu as inference_ops
 from stretchysnake_hf import mixer_training_cpu as training_ops
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
 
@@ -58,7 +59,7 @@ def test_fused_gradients_match_a_float64_sequential_reference_across_chunks(
 ):
     """Chunks of 64 tokens: states and gradients of states carried across chunk boundaries in both directions, conv
     gradients reaching into the neighbouring chunk."""
-    monkeypatch.setattr(training_ops, "_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(inference_ops, "_CHUNK_ELEMENTS", 1)
     mixer = make_mixer(hidden_size, expand)
     generator = torch.Generator().manual_seed(1)
     hidden_states = torch.randn(batch_size, length, hidden_size, generator=generator)
@@ -85,7 +86,7 @@ def test_fused_gradients_equal_the_autograd_path_and_do_not_depend_on_the_chunk_
     _, expected = output_and_gradients(mixer, hidden_states, grad_output, forward=mixer.autograd_forward)
     results = []
     for chunk_elements in (1, 2**18):  # 64-token chunks, one 300-token chunk
-        monkeypatch.setattr(training_ops, "_CHUNK_ELEMENTS", chunk_elements)
+        monkeypatch.setattr(inference_ops, "_CHUNK_ELEMENTS", chunk_elements)
         results.append(output_and_gradients(mixer, hidden_states, grad_output)[1])
     for gradients in results:
         for name, gradient in gradients.items():
@@ -94,39 +95,52 @@ def test_fused_gradients_equal_the_autograd_path_and_do_not_depend_on_the_chunk_
         assert_close_relative(results[0][name], results[1][name], 1e-5, name)
 
 
-def _count_fused_calls(monkeypatch) -> list[int]:
+def _count_calls(monkeypatch, module, name: str) -> list[int]:
     calls = []
-    fused = training_ops.bidirectional_mamba_training_cpu
+    fused = getattr(module, name)
 
     def spy(*args, **kwargs):
         calls.append(1)
         return fused(*args, **kwargs)
 
-    monkeypatch.setattr(training_ops, "bidirectional_mamba_training_cpu", spy)
+    monkeypatch.setattr(module, name, spy)
     return calls
 
 
 @pytest.mark.parametrize(
-    "scan_backend, dtype, grad, autocast, fused",
+    "scan_backend, dtype, grad, autocast, path",
     [
-        ("auto", torch.float32, True, False, True),
-        ("numba", torch.float32, True, False, True),
-        ("auto", torch.float32, False, False, False),  # inference: the fused inference path
-        ("auto", torch.float32, True, True, False),  # bf16 autocast
-        ("auto", torch.float64, True, False, False),
-        ("reference", torch.float32, True, False, False),
-        ("chunked", torch.float32, True, False, False),
+        ("auto", torch.float32, True, False, "training"),
+        ("numba", torch.float32, True, False, "training"),
+        ("auto", torch.float32, False, False, "inference"),
+        ("numba", torch.float32, False, False, "inference"),
+        ("auto", torch.float32, True, True, None),  # bf16 autocast
+        ("auto", torch.float32, False, True, None),
+        ("auto", torch.float64, True, False, None),
+        ("auto", torch.float64, False, False, None),
+        ("reference", torch.float32, True, False, None),
+        ("reference", torch.float32, False, False, None),
+        ("chunked", torch.float32, True, False, None),
+        ("chunked", torch.float32, False, False, None),
     ],
 )
-def test_fused_training_path_runs_only_for_float32_cpu_training_with_the_numba_backend(
-    monkeypatch, scan_backend, dtype, grad, autocast, fused
+def test_fused_paths_run_only_for_float32_cpu_with_the_numba_backend(
+    monkeypatch, scan_backend, dtype, grad, autocast, path
 ):
-    calls = _count_fused_calls(monkeypatch)
-    model = StretchySnakeForVideoClassification(tiny_config(scan_backend=scan_backend)).to(dtype).train()
+    """The fused training path with gradients, the fused inference path without, neither otherwise; in train and in
+    eval mode alike (grad mode decides, not the module's mode)."""
+    calls = {
+        "training": _count_calls(monkeypatch, training_ops, "bidirectional_mamba_training_cpu"),
+        "inference": _count_calls(monkeypatch, inference_ops, "bidirectional_mamba_inference_cpu"),
+    }
+    model = StretchySnakeForVideoClassification(tiny_config(scan_backend=scan_backend)).to(dtype)
     video = torch.randn(1, 4, 3, 16, 16, dtype=dtype)
-    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        model(video)
-    assert len(calls) == (model.config.num_hidden_layers if fused else 0)
+    for mode in (True, False):
+        model.train(mode)
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model(video)
+    for name, counted in calls.items():
+        assert len(counted) == (2 * model.config.num_hidden_layers if name == path else 0), name
 
 
 def _parameter_gradients(model: StretchySnakeForVideoClassification, video: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -381,9 +381,10 @@ def write_model_card(
     recipe: RecipeArguments,
     metrics: dict[str, float],
     scale_results: list,
+    ema: bool = False,
 ) -> None:
-    """README.md (the library's model card) saying how the checkpoint was trained and evaluated, and how to load it.
-    In the `ema/` folder, the card of the EMA weights."""
+    """README.md (the library's model card) saying how the checkpoint was trained and evaluated, and how to load it;
+    with `ema`, the card of the EMA weights (in the `ema/` folder)."""
     data = data_args.dataset_name or data_args.train_dir
     if data_args.dataset_name is None and data_args.dataset_format is not None:
         data = f"{data_args.dataset_format} fold {data_args.fold} ({data_args.data_root})"
@@ -403,7 +404,6 @@ in `config.json` under `flexible_training`); {length}, learning rate {training_a
 Fine-tuning recipe{f" `{recipe.recipe}`" if recipe.recipe else ""}: weight decay {training_args.weight_decay},
 Adam betas ({training_args.adam_beta1}, {training_args.adam_beta2}), schedule `{schedule}`
 {training_args.lr_scheduler_kwargs or ""}, warm-up {training_args.warmup_steps:g}{warmup_unit}; {recipe.summary()}."""
-    ema = Path(card_dir).name == EMA_FOLDER
     if ema:
         training += (
             f"\n\nThese are the exponential moving average (decay {recipe.ema_decay}) of the weights one folder up."
@@ -456,7 +456,7 @@ class CardTrainer(FlexibleTrainer):
         """The card of the model saved in `folder`, and of its EMA in `folder/ema` when there is one."""
         self.write_card(folder)
         if self.ema is not None:
-            self.write_card(os.path.join(folder, EMA_FOLDER))
+            self.write_card(os.path.join(folder, EMA_FOLDER), ema=True)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -482,13 +482,17 @@ EMA_FOLDER = "ema"
 
 
 class _CpuShareCallback(TrainerCallback):
-    """Before every optimizer step on CPU, fits torch's threads to the cores other processes leave idle."""
+    """Before every optimizer step on CPU, fits torch's threads to the cores other processes leave idle; gives back
+    the threads it started with when training ends (evaluation and the rest of the process run as before)."""
 
     def __init__(self) -> None:
         self.share = CpuShare()
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.share.update()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        torch.set_num_threads(self.share.max_threads)
 
 
 class _EmaCallback(TrainerCallback):

@@ -73,3 +73,16 @@ def test_a_busy_neighbour_is_measured_and_leaves_this_process_fewer_threads():
         neighbour.kill()
         neighbour.wait()
         torch.set_num_threads(threads)
+
+
+def test_the_trainer_callback_gives_back_its_threads_when_training_ends():
+    from stretchysnake_hf.flexible_training import _CpuShareCallback
+
+    threads = torch.get_num_threads()
+    try:
+        callback = _CpuShareCallback()
+        torch.set_num_threads(1)  # as CpuShare does next to a busy neighbour
+        callback.on_train_end(None, None, None)
+        assert torch.get_num_threads() == callback.share.max_threads == threads
+    finally:
+        torch.set_num_threads(threads)

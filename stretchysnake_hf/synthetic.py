@@ -28,19 +28,20 @@ The classes above are told apart at any resolution and from a few frames. The "s
 or long temporal context, like fine-grained (SSv2, Diving-48) and long (Breakfast, COIN) benchmarks; `"all"` is both
 sets (motion classes first, with the same labels and clips as the default). These clips have no distractors.
 
-- Fine detail: `tile_plain`, `tile_stripes_horizontal`, `tile_stripes_vertical`, `tile_checkered`. A small square
-  tile (side 0.2-0.26 of the central square) drifts slowly; it is filled with a two-colour texture of period
-  `TEXTURE_PERIOD` (1/28 of the central square: 2.3 px at 64 px, 1.7 px at 48 px, 1.1 px at 32 px) or, for
-  `tile_plain`, with the two colours' mean, so every tile has the same mean colour and the texture is the only
-  difference; a resize to under ~2 px per period averages it away. Measured with a nearest-centroid detector fitted
-  at each scale on two texture energies (80 clips): 97.5% at 64 px, 99-100% at 96 and 128 px, 82.5% at 48 px,
-  34% at 32 px (chance 25%). Separable from 64 px.
-- Long context: `flashes_<first>_<second>_<third>` for the six orders of three flashes, one on the left, one in the
-  centre, one on the right of the square, each visible for `FLASH_LENGTH` (1.25/16) of a 6-10 s clip at 12-24 fps,
-  at random times at least 1.5 flash lengths apart. A frame shows at most one flash, so only the order of several
-  frames tells the class. Uniform sampling of T frames catches each flash with probability min(1, 1.25 T / 16):
-  separable from 16 frames, where every flash is caught. Measured with a detector that orders the flashes it sees
-  (120 clips, 32 px): 100% at 16, 24 and 32 frames, 83% at 12, 38% at 8, 21% at 4 (chance 1/6).
+- Fine detail: `pointing_right`, `pointing_down`, `pointing_left`, `pointing_up`. A small key (a bar with a knob at
+  one end, `POINTER_RADIUS` 0.08-0.09 of the central square: half its length), drifting slowly, points its knob in
+  the class's direction (within 0.2 rad). The key is 11 px long at 64 px, 2.7 px at 16 px and 1.4 px at 8 px, where
+  it is a blob. Measured with a nearest-centroid detector fitted at each scale on the bright pixels' moments
+  (elongation, skew along x and y; 120 clips): 100% from 32 px, 95% at 24 px, 93% at 16 px, 62% at 12 px, 32% at
+  8 px (chance 25%). Separable from 16 px. Resizing is linear and keeps a shape's low moments, so a shape a small
+  model can learn stays visible until it is a pixel or two; textures, which resizing averages away, were the first
+  design, but the 64-channel model never told four of them apart in 800 fine-tuning steps.
+- Long context: `flashes_1` to `flashes_4`, the number of flashes in a 6-10 s clip at 12-24 fps. Each flash is a
+  disc at a random one of three positions (left, centre, right), visible for `FLASH_LENGTH` (1.25/16) of the clip;
+  flashes start at least 2.5 flash lengths apart, so a frame shows at most one. Uniform sampling of T frames catches
+  each flash with probability min(1, 1.25 T / 16): separable from 16 frames, where every flash is caught, and more
+  frames show each flash on more frames. Measured with a detector that counts the runs of frames with a flash
+  (120 clips, 32 px): 100% from 16 frames, 85% at 12, 38% at 8, 15% at 4 (chance 25%).
 
 `tests/test_synthetic.py` checks both thresholds with hand-written detectors on frames read through the processor.
 """
@@ -51,7 +52,6 @@ import argparse
 import csv
 import time
 from collections.abc import Callable, Iterator
-from itertools import permutations
 from pathlib import Path
 
 import numpy as np
@@ -113,38 +113,42 @@ def _appearance(left_first: bool) -> Callable[[np.ndarray, np.random.Generator],
     return trajectory
 
 
-def _tile(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
-    """A square tile (radius = half its side) drifting slowly; the class's texture fills it (`_paint`)."""
-    start, drift = rng.uniform(0.3, 0.7, size=2), rng.uniform(-0.15, 0.15, size=2)
-    x, y = start[0] + drift[0] * (u - 0.5), start[1] + drift[1] * (u - 0.5)
-    radius = np.full_like(u, rng.uniform(0.1, 0.13))
-    return [(x, y, radius, np.zeros_like(u), np.ones_like(u, dtype=bool))]
+def _pointer(angle: float) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
+    """A small key (`POINTER_RADIUS`: half its length) drifting slowly, its knob towards `angle` (0: right, pi/2:
+    down)."""
+
+    def trajectory(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
+        start, drift = rng.uniform(0.3, 0.7, size=2), rng.uniform(-0.15, 0.15, size=2)
+        x, y = start[0] + drift[0] * (u - 0.5), start[1] + drift[1] * (u - 0.5)
+        radius = np.full_like(u, rng.uniform(*POINTER_RADIUS))
+        return [(x, y, radius, np.full_like(u, angle + rng.uniform(-0.2, 0.2)), np.ones_like(u, dtype=bool))]
+
+    return trajectory
 
 
-def _flashes(order: tuple[int, ...]) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
-    """Three flashes (left, centre, right) visible for `FLASH_LENGTH` each; position `order[k]` flashes k-th."""
+def _flashes(count: int) -> Callable[[np.ndarray, np.random.Generator], list[Shape]]:
+    """`count` flashes, each at a random one of three positions (left, centre, right), visible for `FLASH_LENGTH`."""
 
     def trajectory(u: np.ndarray, rng: np.random.Generator) -> list[Shape]:
         while True:
-            starts = np.sort(rng.uniform(0.02, 0.98 - FLASH_LENGTH, size=3))
-            if np.all(np.diff(starts) >= 1.5 * FLASH_LENGTH):
+            starts = np.sort(rng.uniform(0.02, 0.98 - FLASH_LENGTH, size=count))
+            if np.all(np.diff(starts) >= 2.5 * FLASH_LENGTH):
                 break
         y = np.full_like(u, rng.uniform(0.4, 0.6))
-        radius = np.full_like(u, rng.uniform(0.08, 0.11))
+        radius = np.full_like(u, rng.uniform(0.11, 0.14))
         shapes = []
-        for position in range(3):
-            start = starts[order.index(position)]
-            x = np.full_like(u, 0.2 + 0.3 * position + rng.uniform(-0.03, 0.03))
+        for start in starts:
+            x = np.full_like(u, 0.2 + 0.3 * rng.integers(3) + rng.uniform(-0.03, 0.03))
             shapes.append((x, y, radius, np.zeros_like(u), (u >= start) & (u < start + FLASH_LENGTH)))
         return shapes
 
     return trajectory
 
 
-TEXTURE_PERIOD = 1 / 28  # of the central square's side: 2.3 px at 64 px; at 32 px (1.1 px) resizing averages it away
 FLASH_LENGTH = 1.25 / 16  # of the clip: longer than the gap between 16 uniformly sampled frames
-TEXTURES = ("plain", "stripes_horizontal", "stripes_vertical", "checkered")
-POSITIONS = ("left", "centre", "right")
+FLASH_COUNTS = (1, 2, 3, 4)
+POINTER_DIRECTIONS = {"right": 0.0, "down": np.pi / 2, "left": np.pi, "up": 3 * np.pi / 2}
+POINTER_RADIUS = (0.08, 0.09)
 
 CLASSES: dict[str, Callable[[np.ndarray, np.random.Generator], list[Shape]]] = {
     "moving_left": _translation(-1, 0),
@@ -159,8 +163,8 @@ CLASSES: dict[str, Callable[[np.ndarray, np.random.Generator], list[Shape]]] = {
     "right_appears_first": _appearance(left_first=False),
 }
 SCALE_CLASSES: dict[str, Callable[[np.ndarray, np.random.Generator], list[Shape]]] = {
-    **{f"tile_{texture}": _tile for texture in TEXTURES},
-    **{"flashes_" + "_".join(POSITIONS[i] for i in order): _flashes(order) for order in permutations(range(3))},
+    **{f"pointing_{name}": _pointer(angle) for name, angle in POINTER_DIRECTIONS.items()},
+    **{f"flashes_{count}": _flashes(count) for count in FLASH_COUNTS},
 }
 CLASS_SETS = {"motion": CLASSES, "scale": SCALE_CLASSES, "all": {**CLASSES, **SCALE_CLASSES}}
 
@@ -184,36 +188,6 @@ def _shape_mask(
     bar = (np.abs(along) <= radius) & (np.abs(across) <= 0.22 * radius)
     knob = (along - radius) ** 2 + across**2 <= (0.4 * radius) ** 2
     return bar | knob
-
-
-def _texture(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, texture: str) -> np.ndarray:
-    """Boolean "light" cells of a texture of period `TEXTURE_PERIOD` anchored at the tile's centre."""
-    column, row = np.floor((xx - cx) / (TEXTURE_PERIOD / 2)), np.floor((yy - cy) / (TEXTURE_PERIOD / 2))
-    cells = {"stripes_horizontal": row, "stripes_vertical": column, "checkered": column + row}[texture]
-    return cells % 2 == 0
-
-
-def _paint(
-    frame: np.ndarray,
-    xx: np.ndarray,
-    yy: np.ndarray,
-    shape_at_t: tuple[float, float, float, float],
-    kind: str,
-    colour: np.ndarray,
-) -> None:
-    """Draw one shape into `frame`: a disc or key in `colour`, or a tile whose texture alternates `colour` with a
-    darker shade (`tile_plain`: their mean, so every tile has the same mean colour)."""
-    cx, cy, radius, angle = shape_at_t
-    if not kind.startswith("tile_"):
-        frame[_shape_mask(xx, yy, cx, cy, radius, angle, kind)] = colour
-        return
-    inside = (np.abs(xx - cx) <= radius) & (np.abs(yy - cy) <= radius)
-    dark = colour.astype(np.int16) - 80
-    if kind == "tile_plain":
-        frame[inside] = (colour + dark) // 2
-        return
-    light = _texture(xx, yy, cx, cy, kind.removeprefix("tile_"))
-    frame[inside & light], frame[inside & ~light] = colour, dark
 
 
 def render_clip(class_name: str, rng: np.random.Generator) -> tuple[Iterator[np.ndarray], float, int, int, int]:
@@ -242,10 +216,9 @@ def render_clip(class_name: str, rng: np.random.Generator) -> tuple[Iterator[np.
 
     u = np.linspace(0.0, 1.0, num_frames)
     shapes = CLASS_SETS["all"][class_name](u, rng)
-    # a tile's light colour keeps its dark shade (80 lower) and their mean above the background
-    colours = [_contrasting_colour(rng, background, 170 if class_name.startswith("tile_") else 140) for _ in shapes]
-    if class_name.startswith("tile_"):
-        kind = class_name
+    colours = [_contrasting_colour(rng, background) for _ in shapes]
+    if class_name.startswith("pointing_"):
+        kind = "key"
     elif scale_class:
         kind = "disc"
     else:
@@ -256,7 +229,7 @@ def render_clip(class_name: str, rng: np.random.Generator) -> tuple[Iterator[np.
             frame = background.copy()
             for (cx, cy, radius, angle, visible), colour in zip(shapes, colours, strict=True):
                 if visible[t]:
-                    _paint(frame, xx, yy, (cx[t], cy[t], radius[t], angle[t]), kind, colour)
+                    frame[_shape_mask(xx, yy, cx[t], cy[t], radius[t], angle[t], kind)] = colour
             yield frame
 
     return frames(), fps, num_frames, width, height

@@ -110,12 +110,11 @@ def _scan_chunk_backward(
         states = np.empty((_RECOMPUTED_STEPS + 1, state_size, width), dtype=u.dtype)  # h before and after each step
         decays = np.empty((_RECOMPUTED_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
         boundaries = np.empty((stretches, state_size, width), dtype=u.dtype)  # h before each stretch
-        for stretch in range(stretches):
+        for stretch in range(stretches - 1):  # the last stretch's states are recomputed below, not needed here
             boundaries[stretch] = h
-            count = min(_RECOMPUTED_STEPS, steps - stretch * _RECOMPUTED_STEPS)
-            _recompute_states(
-                u, dt, A_t, B, b, first, reverse, stretch * _RECOMPUTED_STEPS, h, states[: count + 1], decays[:count]
-            )
+            from_step = stretch * _RECOMPUTED_STEPS
+            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states, decays)
+        boundaries[stretches - 1] = h
         grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
         grad_D_block = np.zeros(width, dtype=u.dtype)
         grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t

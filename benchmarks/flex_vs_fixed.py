@@ -32,8 +32,8 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -62,6 +62,7 @@ METRICS = {
     "worst": "worst cell",
 }
 TARGET_HALF_WIDTH = 0.03
+FIGURE = "docs/flex_vs_fixed.png"  # the model card's heatmap, relative to the card
 
 
 def variant_arguments(variant: str, args: argparse.Namespace) -> list[str]:
@@ -403,7 +404,8 @@ def main(argv: list[str] | None = None) -> str:
 
 
 def write_model_card(args: argparse.Namespace, report: str, heatmap: Path) -> None:
-    """The architecture's model card, with this run's report and heatmap (linked relative to the card)."""
+    """The architecture's model card, with this run's report and heatmap (copied to `docs/flex_vs_fixed.png` next to
+    the card, which links it there)."""
     frames, size, patch = args.fixed_scale
     training = (
         f"The results below come from `benchmarks/flex_vs_fixed.py --seeds {args.seeds}`: a StretchySnake "
@@ -424,8 +426,10 @@ def write_model_card(args: argparse.Namespace, report: str, heatmap: Path) -> No
         "`examples/train_flex.py` carry a card of the same shape with their own results.",
         training=training,
         results=report.replace("### ", "#### "),
-        heatmap=os.path.relpath(heatmap, args.model_card.parent),
+        heatmap=FIGURE,
     )
+    (args.model_card.parent / FIGURE).parent.mkdir(exist_ok=True)
+    shutil.copyfile(heatmap, args.model_card.parent / FIGURE)
     args.model_card.write_text(card)
 
 

@@ -107,7 +107,10 @@ def test_tiny_protocol_end_to_end(protocol, tmp_path, monkeypatch):
     assert "| static_tokens | " in report and "cheapest within 2 points" in report
     card = (tmp_path / "CARD.md").read_text()
     assert "--seeds 2" in card and "#### static_tokens rule" in card
-    assert "![Top-1 accuracy over frames and resolutions](heatmaps_static_tokens.png)" in card
+    assert "![Top-1 accuracy over frames and resolutions](docs/flex_vs_fixed.png)" in card
+    assert (tmp_path / "docs" / "flex_vs_fixed.png").read_bytes() == (
+        tmp_path / "heatmaps_static_tokens.png"
+    ).read_bytes()
 
     # a rerun reuses every trained model with the same flags and refuses a folder trained with other ones
     def no_training(argv):

@@ -49,9 +49,9 @@ import train_flex  # noqa: E402  (examples/train_flex.py: the one training path)
 from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor  # noqa: E402
 from stretchysnake_hf.data import folder_dataset  # noqa: E402
 from stretchysnake_hf.evaluation import OK, PATCH_RULES, ScaleResult, evaluate_scales, pick_scale  # noqa: E402
-from stretchysnake_hf.evaluation_report import plot_heatmaps, plot_pareto, write_csv  # noqa: E402
+from stretchysnake_hf.evaluation_report import plot_heatmaps, plot_pareto, read_csv, write_csv  # noqa: E402
 from stretchysnake_hf.model_card import render_model_card  # noqa: E402
-from stretchysnake_hf.seed_statistics import Interval, mean_ci, paired_difference  # noqa: E402
+from stretchysnake_hf.seed_statistics import Interval, mean_ci, paired_difference, seeds_for_half_width  # noqa: E402
 from stretchysnake_hf.synthetic import generate_dataset  # noqa: E402
 
 VARIANTS = ("fixed", "static_tokens", "static_patch", "flexi_patch", "random", "temporal_only")
@@ -260,7 +260,8 @@ def verdicts(intervals: dict[str, dict[str, Interval]]) -> list[str]:
         elif unseen is not None and unseen.half_width > TARGET_HALF_WIDTH:
             lines.append(
                 f"{variant}: the unseen-cell mean's half-width is {100 * unseen.half_width:.1f} points, above the "
-                f"{100 * TARGET_HALF_WIDTH:.0f}-point target: more seeds (or test clips) are needed."
+                f"{100 * TARGET_HALF_WIDTH:.0f}-point target; at this seed-to-seed spread about "
+                f"{seeds_for_half_width(unseen, TARGET_HALF_WIDTH)} seeds would reach it."
             )
     return lines
 
@@ -287,6 +288,16 @@ def cost_table(means: dict[str, list[ScaleResult]], fixed_scale: tuple[int, int,
             f"| {gflops:.3g}x | {latency} |"
         )
     return "\n".join(lines)
+
+
+def reused_results(path: Path, names: list[str]) -> list[ScaleResult]:
+    """An earlier run's results (`--reuse-evaluation`), which must cover exactly this run's models."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--reuse-evaluation needs {path}, written by a run without it.")
+    results = read_csv(path)
+    if (found := sorted({r.model for r in results})) != sorted(names):
+        raise ValueError(f"{path} holds the models {found}, this run has {sorted(names)}: evaluate again.")
+    return results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -320,6 +331,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--train-args", default="", help='extra train_flex flags for every fine-tune, e.g. "--recipe videomamba"'
     )
     parser.add_argument("--pretrain-args", default="", help="extra train_flex flags for pretraining")
+    parser.add_argument(
+        "--reuse-evaluation", action="store_true",
+        help="read each rule's results from scales_<rule>.csv of an earlier run in --output-dir instead of evaluating "
+        "again (to rewrite the report and figures)",
+    )  # fmt: skip
     parser.add_argument(
         "--model-card", type=Path, default=None,
         help="also write a model card with these results here (the repository's MODEL_CARD.md)",
@@ -357,13 +373,16 @@ def main(argv: list[str] | None = None) -> str:
     start = time.perf_counter()
     sections, all_means = [], {variant: [] for variant in args.variants}
     for rule in PATCH_RULES:
-        results = evaluate_scales(
-            models, processor, test["video"], test["label"], args.eval_frames, args.eval_resolutions,
-            patch_rule=rule, patch_sizes=[patch_size] if rule == "static_patch" else None,
-            token_grid=image_size // patch_size if rule == "static_tokens" else None,
-            batch_size=args.eval_batch_size,
-        )  # fmt: skip
-        write_csv(results, output / f"scales_{rule}.csv")
+        if args.reuse_evaluation:
+            results = reused_results(output / f"scales_{rule}.csv", names)
+        else:
+            results = evaluate_scales(
+                models, processor, test["video"], test["label"], args.eval_frames, args.eval_resolutions,
+                patch_rule=rule, patch_sizes=[patch_size] if rule == "static_patch" else None,
+                token_grid=image_size // patch_size if rule == "static_tokens" else None,
+                batch_size=args.eval_batch_size,
+            )  # fmt: skip
+            write_csv(results, output / f"scales_{rule}.csv")
         by_model = {name: [r for r in results if r.model == name] for name in names}
         per_seed = {v: [arm_metrics(by_model[f"{v}/seed{s}"], args.fixed_scale) for s in range(args.seeds)] for v in args.variants}  # fmt: skip
         table, intervals = summary_table(per_seed)
@@ -394,7 +413,12 @@ def main(argv: list[str] | None = None) -> str:
         + "\n\n".join(sections)
         + "\n\n### Cost: the cheapest cell within 2 points of each variant's best (seed means, both rules)\n\n"
         + cost_table(all_means, args.fixed_scale)
-        + f"\n\n### Fine-tuning\n\n{training}\n\nEvaluation: {evaluation_seconds:.0f} s.\n"
+        + f"\n\n### Fine-tuning\n\n{training}\n\n"
+        + (
+            "Evaluation: reused from an earlier run.\n"
+            if args.reuse_evaluation
+            else f"Evaluation: {evaluation_seconds:.0f} s.\n"
+        )
     )
     (output / "summary.md").write_text(report)
     print("\n" + report)

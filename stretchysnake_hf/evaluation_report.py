@@ -49,6 +49,27 @@ def write_csv(results: Sequence[ScaleResult], path: str | Path) -> None:
         writer.writerows(dataclasses.asdict(result) for result in results)
 
 
+def read_csv(path: str | Path) -> list[ScaleResult]:
+    """The results `write_csv` wrote, with their types: empty fields are None, `in_training` a bool."""
+    fields = {field.name: field.type for field in dataclasses.fields(ScaleResult)}
+
+    def parse(name: str, text: str) -> object:
+        kind = fields[name]
+        if text == "" and "None" in kind:
+            return None
+        if kind.startswith("bool"):
+            if text not in ("True", "False"):
+                raise ValueError(f"{path}: {name} must be True, False or empty, got {text!r}.")
+            return text == "True"
+        return int(text) if kind == "int" else float(text) if kind.startswith("float") else text
+
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        if set(reader.fieldnames or ()) != fields.keys():
+            raise ValueError(f"{path}: expected the columns {list(fields)}, got {reader.fieldnames}.")
+        return [ScaleResult(**{name: parse(name, text) for name, text in row.items()}) for row in reader]
+
+
 def accuracy_grid_markdown(results: Sequence[ScaleResult]) -> str:
     """Top-1 (%) of one model as a resolution x frames table; `*` marks scales outside the training sets."""
     columns, rows, cells = _grid(results)

@@ -74,6 +74,21 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Interval:
     return Interval(mean, student_t_quantile(confidence, n - 1) * sd / math.sqrt(n), n, confidence)
 
 
+def seeds_for_half_width(interval: Interval, target: float, most: int = 1000) -> int:
+    """The fewest seeds whose t interval would be at most `target` wide on each side, at the seed-to-seed standard
+    deviation `interval` shows: the smallest n with t(n - 1) * sd / sqrt(n) <= target, sd = half_width * sqrt(m) /
+    t(m - 1) for the interval's m seeds. An estimate: the sd itself is uncertain with few seeds."""
+    if interval.n < 2:
+        raise ValueError(f"The seed-to-seed spread needs an interval from at least 2 seeds, got {interval.n}.")
+    if target <= 0:
+        raise ValueError(f"The target half-width must be positive, got {target}.")
+    sd = interval.half_width * math.sqrt(interval.n) / student_t_quantile(interval.confidence, interval.n - 1)
+    for n in range(2, most + 1):
+        if student_t_quantile(interval.confidence, n - 1) * sd / math.sqrt(n) <= target:
+            return n
+    raise ValueError(f"More than {most} seeds would be needed for a half-width of {target} at a spread of {sd:.3g}.")
+
+
 def paired_difference(values: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> Interval:
     """Mean of `values[i] - baseline[i]` (the same seed in both arms) with its t interval: pairing removes what
     the seeds share (data order, head initialisation), so it is narrower than comparing two separate intervals."""

@@ -29,7 +29,7 @@ from stretchysnake_hf.evaluation import (
     spatial_settings,
     top_k_accuracy,
 )
-from stretchysnake_hf.evaluation_report import plot_pareto, save_results
+from stretchysnake_hf.evaluation_report import plot_pareto, read_csv, save_results
 from stretchysnake_hf.flexible_training import FlexibleTrainingConfig
 from stretchysnake_hf.flops import count_flops
 from stretchysnake_hf.model_card import render_model_card
@@ -156,6 +156,10 @@ def test_reports_list_every_cell_and_mark_the_unseen_ones(model, clips, tmp_path
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == 8 and [r["model"] for r in rows] == ["a"] * 4 + ["b"] * 4
     assert rows[0]["top1"] == str(results[0].top1) and rows[2]["status"] == INVALID
+    assert read_csv(paths["csv"]) == results  # every field, None and bools included, with its type
+    (tmp_path / "other.csv").write_text("model,top1\na,0.5\n")
+    with pytest.raises(ValueError, match=r"other.csv: expected the columns \['model', 'num_frames'"):
+        read_csv(tmp_path / "other.csv")
     markdown = paths["md"].read_text()
     grid = f"| 16 px / p8 | {100 * results[0].top1:.1f} | {100 * results[1].top1:.1f} |"
     assert markdown.count(grid) == 2  # 2 and 4 frames at 16 px / p8 are training scales: no mark

@@ -10,6 +10,7 @@ from stretchysnake_hf.seed_statistics import (
     Interval,
     mean_ci,
     paired_difference,
+    seeds_for_half_width,
     student_t_mass,
     student_t_quantile,
 )
@@ -58,3 +59,16 @@ def test_paired_difference_by_hand():
     assert Interval(-0.031, 0.012, 3).format(signed=True) == "-3.1 ± 1.2"
     with pytest.raises(ValueError, match="one baseline value per value, got 2 and 3"):
         paired_difference([0.1, 0.2], [0.1, 0.2, 0.3])
+
+
+def test_seeds_for_half_width_by_hand():
+    three = mean_ci([0.5, 0.6, 0.7])  # sd 0.1
+    # t(16) 0.1 / sqrt(17) = 2.120 * 0.02425 = 0.0514 > 0.05; t(17) 0.1 / sqrt(18) = 2.110 * 0.02357 = 0.0497
+    assert seeds_for_half_width(three, 0.05) == 18
+    assert seeds_for_half_width(three, 0.3) == 3  # 0.248 with 3 seeds; 2 seeds give 12.706 * 0.1 / sqrt(2) = 0.898
+    # four seeds, sd 0.18257: t(14) / sqrt(15) = 0.554 > 0.1 / 0.18257 = 0.5477 >= t(15) / sqrt(16) = 0.533
+    assert seeds_for_half_width(mean_ci([0.1, 0.2, 0.4, 0.5]), 0.1) == 16
+    with pytest.raises(ValueError, match="at least 2 seeds, got 1"):
+        seeds_for_half_width(mean_ci([0.42]), 0.03)
+    with pytest.raises(ValueError, match="More than 50 seeds"):
+        seeds_for_half_width(three, 1e-4, most=50)

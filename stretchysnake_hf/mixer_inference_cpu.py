@@ -50,6 +50,16 @@ def _chunk_tokens(batch: int, channels: int) -> int:
 # Channels that one thread of the scan takes at a time, each with its (d_state,) state.
 _CHANNEL_BLOCK = 16
 
+# Steps between the states the training path keeps: its backward recomputes the states of one such stretch at a time
+# from the state before it, and a stretch's (steps, d_state, 64 channels) states and decays stay in a core's L2 cache
+# (2 x 512 KiB). With a whole chunk's, the backward ran 3x slower, from memory.
+CHECKPOINT_STEPS = 128
+
+
+def checkpoints_per_chunk(chunk: int) -> int:
+    """The states kept per chunk of `chunk` tokens: one before every `CHECKPOINT_STEPS` steps."""
+    return (chunk + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
+
 
 class MambaDirectionWeights(NamedTuple):
     """One direction's tensors: conv_weight (channels, d_conv), conv_bias (channels), x_proj_weight
@@ -90,14 +100,15 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
+def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, checkpoints):
     """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t
 
     u, dt (b, k, channels) the chunk's conv output and time steps (softplus applied); A (channels, n); B, C (b, k, n);
     D (channels). state (b, channels, n): h before the chunk on entry, after it on return. y_t is written (or with
-    `accumulate` added) to out[:, start + i] (out: b, length, channels).
+    `accumulate` added) to out[:, start + i] (out: b, length, channels). checkpoints (s, b, channels, n): unless s is
+    0, h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ... is stored there.
     """
     batch, steps, channels = u.shape
     state_size = A.shape[1]
@@ -108,6 +119,8 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out):
         last = min(first + _CHANNEL_BLOCK, channels)
         h = state[b, first:last].copy()  # the block's states stay in one small array (cache) through the chunk
         for step in range(steps):
+            if checkpoints.shape[0] > 0 and step % CHECKPOINT_STEPS == 0:
+                checkpoints[step // CHECKPOINT_STEPS, b, first:last] = h
             i = steps - 1 - step if reverse else step
             B_i, C_i = B[b, i], C[b, i]
             for c in range(first, last):
@@ -135,7 +148,8 @@ def _compile_kernels() -> None:
     _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out)
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
-    _scan_chunk(x, x, np.zeros((channels, state_size), np.float32), B, B, vector, 0, False, False, state, out)
+    A = np.zeros((channels, state_size), np.float32)
+    _scan_chunk(x, x, A, B, B, vector, 0, False, False, state, out, state[np.newaxis])
 
 
 def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
@@ -154,17 +168,17 @@ def _scan_direction(
 ) -> None:
     """One direction over the token-major conv input x (b, length, channels): writes (forward) or adds (`reverse`)
     its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each. With `checkpoints`
-    (chunks, b, channels, d_state), the state before each chunk is stored there, in processing order (the training
-    path's backward recomputes a chunk's states from it)."""
+    (chunks, `checkpoints_per_chunk(min(chunk, length))`, b, channels, d_state), the states before every
+    `CHECKPOINT_STEPS` steps of each chunk are stored there, chunks in processing order (the training path's backward
+    recomputes the states from them)."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
     state = x.new_zeros(batch, channels, state_size)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     x_np = x.numpy()
+    no_checkpoints = np.empty((0, batch, channels, state_size), np.float32)
     for index, start in enumerate(_chunk_starts(length, chunk, reverse)):
-        if checkpoints is not None:
-            checkpoints[index] = state
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
         _causal_conv_silu(x_np, conv_weight, weights.conv_bias.numpy(), start, stop, reverse, u.numpy())
@@ -173,6 +187,7 @@ def _scan_direction(
         _scan_chunk(
             u.numpy(), dt.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
             weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(),
+            no_checkpoints if checkpoints is None else checkpoints[index].numpy(),
         )  # fmt: skip
         if on_chunk_done is not None:
             on_chunk_done(start, stop)

@@ -8,13 +8,15 @@ a (batch, channels, tokens) tensor (conv output, silu, transposes, flips, softpl
 runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one node:
 
 - forward: the fused inference path of `mixer_inference_cpu` (token-major, no flips, chunks of tokens, numba conv +
-  silu and scan), which also stores each direction's scan state at every chunk boundary;
+  silu and scan), which also stores each direction's scan state every `CHECKPOINT_STEPS` tokens;
 - saved: the input, the two halves of the input projection (x, the conv input, and z, the gate input), the sum of
-  the two directions' `scan + D u`, and the chunk-boundary states: three (batch, tokens, channels) tensors;
+  the two directions' `scan + D u`, and the stored states: three (batch, tokens, channels) tensors and two of
+  d_state / `CHECKPOINT_STEPS` times that size;
 - backward: the gate and out_proj by torch, then per direction and chunk, in reverse scan order, the chunk's conv +
-  silu, x_proj and dt_proj are recomputed (cheap), a numba kernel recomputes the chunk's states from its boundary
-  state and runs the reverse-time scan (gradients of u, dt, B, C, A and D), torch matmuls take the gradients through
-  dt_proj and x_proj, and a numba kernel takes them through silu and the causal conv into the gradient of x.
+  silu, x_proj and dt_proj are recomputed (cheap), a numba kernel recomputes the chunk's states from the stored
+  ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the reverse-time scan (gradients of u, dt, B, C, A and
+  D), torch matmuls take the gradients through dt_proj and x_proj, and a numba kernel takes them through silu and
+  the causal conv into the gradient of x.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ except ImportError as error:
     raise ImportError(NUMBA_MISSING) from error
 
 from .mixer_inference_cpu import (
+    CHECKPOINT_STEPS,
     MambaDirectionWeights,
     _causal_conv_silu,
     _chunk_starts,
     _chunk_tokens,
     _compile_kernels,
     _scan_direction,
+    checkpoints_per_chunk,
 )
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
 from .scan_numba import numba_threads_per_process
@@ -44,10 +48,6 @@ from .scan_numba import numba_threads_per_process
 # Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
 # are contiguous in the token-major tensors): long enough that a loop's set-up is paid for by its SIMD iterations.
 _CHANNEL_BLOCK = 64
-
-# Steps whose states the scan's backward recomputes and keeps at a time: (steps, d_state, _CHANNEL_BLOCK) states and
-# decays stay in a core's L2 cache (2 x 512 KiB). With the whole chunk's, the kernel ran 3x slower, from memory.
-_RECOMPUTED_STEPS = 128
 
 
 def _blocks(channels: int) -> int:
@@ -76,15 +76,15 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states, de
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
-    u, dt, A, B, C, D, grad_sum, start, reverse, state, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_C
+    u, dt, A, B, C, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_C
 ):
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
-    `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`) from the state `state`:
+    `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
-    u, dt (b, k, channels); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels); state
-    (b, channels, n): h before the chunk's first step.
+    u, dt (b, k, channels); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels);
+    saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ...
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
@@ -92,38 +92,32 @@ def _scan_chunk_backward(
     over its channels per block of `_CHANNEL_BLOCK` channels. Accumulated: grad_A (b, channels, n) and grad_D
     (b, channels), float64.
 
-    One thread per (batch element, block of channels), so no two threads write the same element. It runs the chunk
-    forward once, keeping the state every `_RECOMPUTED_STEPS` steps, then goes through those stretches in reverse:
-    recomputes a stretch's states and decays (n, block) per step, and runs the reverse recurrence over them.
+    One thread per (batch element, block of channels), so no two threads write the same element. It goes through
+    the stretches of `CHECKPOINT_STEPS` steps in reverse: recomputes a stretch's states and decays (n, block) per step
+    from its stored state, and runs the reverse recurrence over them.
     """
     batch, steps, channels = u.shape
     state_size = A.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    stretches = (steps + _RECOMPUTED_STEPS - 1) // _RECOMPUTED_STEPS
+    stretches = (steps + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
     for index in numba.prange(batch * blocks):
         b, block = index // blocks, index % blocks
         first = block * _CHANNEL_BLOCK
         width = min(first + _CHANNEL_BLOCK, channels) - first
         A_t = np.ascontiguousarray(A[first : first + width].T)  # (n, width): the inner loops run over channels
-        h = np.ascontiguousarray(state[b, first : first + width].T)
         grad_h = np.ascontiguousarray(grad_state[b, first : first + width].T)
-        states = np.empty((_RECOMPUTED_STEPS + 1, state_size, width), dtype=u.dtype)  # h before and after each step
-        decays = np.empty((_RECOMPUTED_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
-        boundaries = np.empty((stretches, state_size, width), dtype=u.dtype)  # h before each stretch
-        for stretch in range(stretches - 1):  # the last stretch's states are recomputed below, not needed here
-            boundaries[stretch] = h
-            from_step = stretch * _RECOMPUTED_STEPS
-            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states, decays)
-        boundaries[stretches - 1] = h
+        h = np.empty((state_size, width), dtype=u.dtype)
+        states = np.empty((CHECKPOINT_STEPS + 1, state_size, width), dtype=u.dtype)  # h before and after each step
+        decays = np.empty((CHECKPOINT_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
         grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
         grad_D_block = np.zeros(width, dtype=u.dtype)
         grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t
         grad_dt_i = np.empty(width, dtype=u.dtype)
         for stretch in range(stretches - 1, -1, -1):
-            from_step = stretch * _RECOMPUTED_STEPS
-            count = min(_RECOMPUTED_STEPS, steps - from_step)
-            states[0] = boundaries[stretch]
-            h[:] = boundaries[stretch]
+            from_step = stretch * CHECKPOINT_STEPS
+            count = min(CHECKPOINT_STEPS, steps - from_step)
+            h[:] = saved[stretch, b, first : first + width].T
+            states[0] = h
             _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states[: count + 1], decays[:count])
             for k in range(count - 1, -1, -1):
                 i = steps - 1 - (from_step + k) if reverse else from_step + k
@@ -216,12 +210,13 @@ def _compile_backward_kernels() -> None:
     u, grad_u, grad_dt = (np.zeros((batch, length, channels), np.float32) for _ in range(3))
     vector = np.zeros(channels, np.float32)
     B = np.zeros((batch, length, state_size), np.float32)
-    state, grad_state = (np.zeros((batch, channels, state_size), np.float32) for _ in range(2))
+    saved = np.zeros((1, batch, channels, state_size), np.float32)
+    grad_state = np.zeros((batch, channels, state_size), np.float32)
     grad_A, grad_D = np.zeros((batch, channels, state_size)), np.zeros((batch, channels))
     grad_B = np.zeros((batch, 1, length, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
     _scan_chunk_backward(
-        u, u, A, B, B, vector, u, 0, False, state, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
+        u, u, A, B, B, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
     )
     weight = np.zeros((width, channels), np.float32)
     grad_weight, grad_bias = np.zeros((batch, width, channels), np.float32), np.zeros((batch, channels), np.float32)
@@ -238,8 +233,8 @@ def _direction_backward(
     grad_x: torch.Tensor,
 ) -> MambaDirectionWeights:
     """The gradients of one direction, given grad_sum (b, length, channels), the gradient of the two directions'
-    summed `scan + D u`. x (b, length, channels) is the conv input, checkpoints (chunks, b, channels, d_state) the
-    states `_scan_direction` stored. Adds the gradient of x to grad_x and returns the weights' gradients."""
+    summed `scan + D u`. x (b, length, channels) is the conv input, checkpoints the states `_scan_direction`
+    stored. Adds the gradient of x to grad_x and returns the weights' gradients."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
@@ -321,7 +316,8 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         z = F.linear(hidden_states, z_weight)  # the gate's input
         summed = torch.empty_like(x)  # scan + D u of the forward direction, then of both
         chunks = len(_chunk_starts(length, chunk, False))
-        checkpoints = [x.new_empty(chunks, batch, channels, forward_weights.A.shape[1]) for _ in range(2)]
+        per_chunk = checkpoints_per_chunk(min(chunk, length))
+        checkpoints = [x.new_empty(chunks, per_chunk, batch, channels, forward_weights.A.shape[1]) for _ in range(2)]
         output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
 
         def gate_and_project(start: int, stop: int) -> None:

@@ -76,11 +76,13 @@ class MambaDirectionWeights(NamedTuple):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
-    """out[:, i] = silu(bias + sum_k weight[k] * x[:, t - (W - 1) + k]) for tokens t = start + i in [start, stop),
-    zero outside the sequence; with `reverse`, the causal conv of the reversed sequence: x[:, t + (W - 1) - k].
+def _causal_conv_silu(x, weight, bias, start, stop, reverse, out, pre_activation):
+    """out[:, i] = silu(p_t), p_t = bias + sum_k weight[k] * x[:, t - (W - 1) + k] for tokens t = start + i in
+    [start, stop), zero outside the sequence; with `reverse`, the causal conv of the reversed sequence:
+    x[:, t + (W - 1) - k].
 
-    x (b, length, channels); weight (W, channels); bias (channels); out (b, stop - start, channels).
+    x (b, length, channels); weight (W, channels); bias (channels); out (b, stop - start, channels); pre_activation
+    (b, k, channels): unless k is 0, p is stored there too (for the training path's backward).
     """
     batch, length, channels = x.shape
     width = weight.shape[0]
@@ -95,6 +97,8 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out):
             if 0 <= source < length:
                 for c in range(channels):
                     acc[c] += weight[k, c] * x[b, source, c]
+        if pre_activation.shape[1] > 0:
+            pre_activation[b, i] = acc
         for c in range(channels):
             acc[c] = acc[c] / (np.float32(1.0) + fast_exp(-acc[c]))
 
@@ -145,7 +149,7 @@ def _compile_kernels() -> None:
     batch, length, channels, state_size, width = 1, 3, 4, 2, 2
     x, out = (np.zeros((batch, length, channels), np.float32) for _ in range(2))
     vector = np.zeros(channels, np.float32)
-    _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out)
+    _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out, out)
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
@@ -178,10 +182,12 @@ def _scan_direction(
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     x_np = x.numpy()
     no_checkpoints = np.empty((0, batch, channels, state_size), np.float32)
+    no_pre_activation = np.empty((batch, 0, channels), np.float32)
     for index, start in enumerate(_chunk_starts(length, chunk, reverse)):
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
-        _causal_conv_silu(x_np, conv_weight, weights.conv_bias.numpy(), start, stop, reverse, u.numpy())
+        conv_bias = weights.conv_bias.numpy()
+        _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), no_pre_activation)
         time_step, B, C = F.linear(u, weights.x_proj_weight).split([time_step_rank, state_size, state_size], dim=-1)
         dt = F.softplus(F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias))
         _scan_chunk(

@@ -13,10 +13,11 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
   the two directions' `scan + D u`, and the stored states: three (batch, tokens, channels) tensors and two of
   d_state / `CHECKPOINT_STEPS` times that size;
 - backward: the gate and out_proj by torch, then per direction and chunk, in reverse scan order, the chunk's conv +
-  silu, x_proj and dt_proj are recomputed (cheap), a numba kernel recomputes the chunk's states from the stored
-  ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the reverse-time scan (gradients of u, dt, B, C, A and
-  D), torch matmuls take the gradients through dt_proj and x_proj, and a numba kernel takes them through silu and
-  the causal conv into the gradient of x.
+  silu (keeping the conv's output), x_proj and dt_proj are recomputed (cheap), a numba kernel recomputes the
+  chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the reverse-time scan
+  (gradients of u, dt, B, C, A and D), torch matmuls take the gradients through dt_proj and x_proj, torch's
+  silu_backward through silu, and two numba kernels through the causal conv: into x (one thread per token) and into
+  its weight (one per block of channels).
 """
 
 from __future__ import annotations
@@ -155,57 +156,57 @@ def _scan_chunk_backward(
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _causal_conv_silu_backward(x, weight, bias, grad_u, start, reverse, grad_x, grad_weight, grad_bias):
-    """Backward of `mixer_inference_cpu._causal_conv_silu` for the tokens [start, start + k): u = silu(p) with p the
-    (recomputed) causal conv of x, of the reversed sequence with `reverse`.
+def _conv_input_backward(weight, grad_p, start, reverse, grad_x):
+    """Adds to grad_x (b, length, channels) the gradient through the causal conv (of `mixer_inference_cpu.
+    _causal_conv_silu`) of the tokens [start, start + k), given grad_p (b, k, channels), the gradient of its output
+    before silu: grad_x[s] += sum_k weight[k] grad_p[t] over the tokens t whose tap k reads x[s], including the W - 1
+    tokens before the chunk (after it with `reverse`). weight (W, channels). One thread per (batch element, token s),
+    so no two threads write the same element."""
+    batch, length, channels = grad_x.shape
+    width = weight.shape[0]
+    steps = grad_p.shape[1]
+    first = start if reverse else max(start - (width - 1), 0)
+    count = (min(start + steps + width - 1, length) if reverse else start + steps) - first
+    for index in numba.prange(batch * count):
+        b, source = index // count, first + index % count
+        out = grad_x[b, source]
+        for k in range(width):
+            i = (source - (width - 1) + k if reverse else source + (width - 1) - k) - start
+            if 0 <= i < steps:
+                grad_p_i, weight_k = grad_p[b, i], weight[k]
+                for c in range(channels):
+                    out[c] += weight_k[c] * grad_p_i[c]
 
-    x (b, length, channels); weight (W, channels); bias (channels); grad_u (b, k, channels), the gradient of u.
-    Accumulated: grad_x (b, length, channels), including the W - 1 tokens before the chunk (after it with
-    `reverse`), and per batch element grad_weight (b, W, channels) and grad_bias (b, channels). One thread per
-    (batch, block of channels), so no two threads write the same element.
-    """
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _conv_weight_backward(x, grad_p, start, reverse, grad_weight):
+    """Adds to grad_weight (b, W, channels), per batch element, the gradient of the causal conv's weight from the
+    tokens [start, start + k): sum_t grad_p[t] x[source of tap k at t]. x (b, length, channels); grad_p
+    (b, k, channels). One thread per (batch element, block of `_CHANNEL_BLOCK` channels)."""
     batch, length, channels = x.shape
-    kernel_width = weight.shape[0]
-    steps = grad_u.shape[1]
+    width = grad_weight.shape[1]
+    steps = grad_p.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
         b = index // blocks
         first = (index % blocks) * _CHANNEL_BLOCK
         last = min(first + _CHANNEL_BLOCK, channels)
-        block_weight = weight[:, first:last]
-        grad_weight_block = np.zeros_like(block_weight)
-        grad_bias_block = np.zeros(last - first, dtype=x.dtype)
-        grad_p = np.empty(last - first, dtype=x.dtype)
+        block = np.zeros((width, last - first), dtype=x.dtype)
         for i in range(steps):
             t = start + i
-            grad_p[:] = bias[first:last]  # p, then its gradient
-            for k in range(kernel_width):
-                source = t + (kernel_width - 1) - k if reverse else t - (kernel_width - 1) + k
+            grad_p_i = grad_p[b, i, first:last]
+            for k in range(width):
+                source = t + (width - 1) - k if reverse else t - (width - 1) + k
                 if 0 <= source < length:
-                    x_k, weight_k = x[b, source, first:last], block_weight[k]
+                    x_k, block_k = x[b, source, first:last], block[k]
                     for j in range(last - first):
-                        grad_p[j] += weight_k[j] * x_k[j]
-            grad_u_i = grad_u[b, i, first:last]
-            for j in range(last - first):
-                p = grad_p[j]
-                sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-p))
-                grad_p[j] = grad_u_i[j] * sigmoid * (np.float32(1.0) + p * (np.float32(1.0) - sigmoid))
-                grad_bias_block[j] += grad_p[j]
-            for k in range(kernel_width):
-                source = t + (kernel_width - 1) - k if reverse else t - (kernel_width - 1) + k
-                if 0 <= source < length:
-                    x_k, grad_x_k = x[b, source, first:last], grad_x[b, source, first:last]
-                    weight_k, grad_weight_k = block_weight[k], grad_weight_block[k]
-                    for j in range(last - first):
-                        grad_weight_k[j] += grad_p[j] * x_k[j]
-                        grad_x_k[j] += weight_k[j] * grad_p[j]
-        grad_weight[b, :, first:last] += grad_weight_block
-        grad_bias[b, first:last] += grad_bias_block
+                        block_k[j] += grad_p_i[j] * x_k[j]
+        grad_weight[b, :, first:last] += block
 
 
 @compiled_once_under_lock
 def _compile_backward_kernels() -> None:
-    """Calls both backward kernels on tiny float32 inputs of the layouts `_direction_backward` uses."""
+    """Calls the backward kernels on tiny float32 inputs of the layouts `_direction_backward` uses."""
     batch, length, channels, state_size, width = 1, 3, 4, 2, 2
     u, grad_u, grad_dt = (np.zeros((batch, length, channels), np.float32) for _ in range(3))
     vector = np.zeros(channels, np.float32)
@@ -219,8 +220,8 @@ def _compile_backward_kernels() -> None:
         u, u, A, B, B, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
     )
     weight = np.zeros((width, channels), np.float32)
-    grad_weight, grad_bias = np.zeros((batch, width, channels), np.float32), np.zeros((batch, channels), np.float32)
-    _causal_conv_silu_backward(u, weight, vector, grad_u, 0, False, grad_u, grad_weight, grad_bias)
+    _conv_input_backward(weight, grad_u, 0, False, grad_dt)
+    _conv_weight_backward(u, grad_u, 0, False, np.zeros((batch, width, channels), np.float32))
 
 
 def _direction_backward(
@@ -241,7 +242,7 @@ def _direction_backward(
     blocks = _blocks(channels)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     grad_conv_weight = x.new_zeros(batch, *conv_weight.shape)
-    grad_conv_bias = x.new_zeros(batch, channels)
+    grad_conv_bias = torch.zeros_like(weights.conv_bias)
     grad_A = torch.zeros(batch, channels, state_size, dtype=torch.float64)
     grad_D = torch.zeros(batch, channels, dtype=torch.float64)
     grad_x_proj = torch.zeros_like(weights.x_proj_weight)
@@ -254,8 +255,8 @@ def _direction_backward(
     for index in reversed(range(len(starts))):  # the chunks in reverse scan order
         start = starts[index]
         stop = min(start + chunk, length)
-        u = x.new_empty(batch, stop - start, channels)
-        _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy())
+        u, pre_activation = (x.new_empty(batch, stop - start, channels) for _ in range(2))
+        _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), pre_activation.numpy())
         x_dbl = F.linear(u, weights.x_proj_weight)  # (b, k, dt_rank + 2 d_state)
         time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
         dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
@@ -272,13 +273,13 @@ def _direction_backward(
         grad_dt_bias += grad_dt_raw.sum(0)
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
-        _causal_conv_silu_backward(
-            x_np, conv_weight, conv_bias, grad_u.numpy(), start, reverse, grad_x.numpy(), grad_conv_weight.numpy(),
-            grad_conv_bias.numpy(),
-        )  # fmt: skip
+        grad_p = torch.ops.aten.silu_backward(grad_u, pre_activation)  # through silu, to the conv's output
+        grad_conv_bias += grad_p.sum((0, 1))
+        _conv_input_backward(conv_weight, grad_p.numpy(), start, reverse, grad_x.numpy())
+        _conv_weight_backward(x_np, grad_p.numpy(), start, reverse, grad_conv_weight.numpy())
     return MambaDirectionWeights(
         grad_conv_weight.sum(0).t(),
-        grad_conv_bias.sum(0),
+        grad_conv_bias,
         grad_x_proj,
         grad_dt_proj,
         grad_dt_bias,

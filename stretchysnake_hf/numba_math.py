@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 try:  # transformers' remote-code loader requires the packages a file imports, except inside try blocks
     from llvmlite import ir
@@ -93,17 +94,28 @@ def compiled_once_under_lock(warm_up: Callable[[], None]) -> Callable[[], None]:
     #4807 and #10128: crashes when loading what another process is writing), as `accelerate launch` processes and
     pytest-xdist workers on a fresh install do. Under the lock the first process compiles and writes the cache, and
     the others load it.
+
+    torch's thread count is the same after it as before: numba and torch share libgomp, and the first parallel
+    kernel a process runs starts numba's threads, which sets the OpenMP thread count torch reads to
+    `NUMBA_NUM_THREADS` (a user's `torch.set_num_threads(1)` was silently undone by the first fused forward).
     """
+
+    def warm_up_keeping_torch_threads() -> None:
+        threads = torch.get_num_threads()
+        try:
+            warm_up()
+        finally:
+            torch.set_num_threads(threads)
 
     @functools.cache
     def once() -> None:
         if fcntl is None:
-            warm_up()
+            warm_up_keeping_torch_threads()
             return
         with open(Path(tempfile.gettempdir()) / "stretchysnake_hf_numba.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                warm_up()
+                warm_up_keeping_torch_threads()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

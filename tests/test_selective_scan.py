@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -220,6 +224,28 @@ def test_numba_takes_its_process_share_of_the_cores(monkeypatch):
         scan_numba._cores_per_process.cache_clear()
         numba.set_num_threads(default)
         torch.set_num_threads(torch_threads)
+
+
+def test_a_users_torch_thread_count_survives_the_fused_paths():
+    """Starting numba's threads sets the OpenMP thread count torch reads; in a fresh process (numba starts its threads
+    once per process), torch.set_num_threads(1) must hold through a training step and an inference forward."""
+    pytest.importorskip("numba")
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from conftest import tiny_config\n"
+        "from stretchysnake_hf import StretchySnakeForVideoClassification\n"
+        "model = StretchySnakeForVideoClassification(tiny_config(scan_backend='numba')).train()\n"
+        "video = torch.randn(1, 4, 3, 16, 16)\n"
+        "model(video).logits.sum().backward()\n"
+        "with torch.no_grad():\n"
+        "    model.eval()(video)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), NUMBA_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "1"
 
 
 def test_auto_picks_numba_on_cpu():

@@ -66,7 +66,7 @@ def worker(steps: int, warmup: int, threads: int | None, share: bool) -> dict:
         drop_path_rate=0.0,
     )
     model = StretchySnakeForVideoClassification(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # the Trainer's default, adamw_torch_fused
     pixel_values = torch.randn(8, 8, 3, 64, 64)
     labels = torch.arange(8) % 10
 

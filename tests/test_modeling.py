@@ -131,6 +131,10 @@ def test_non_finite_and_integer_pixel_values_raise():
     video[0, 2, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="pixel_values contains 2 NaN or infinite values"):
         model(video)
+    video[0, 1, 2, 3, 4] = -float("inf")  # inf + -inf: a NaN sum
+    with pytest.raises(ValueError, match="pixel_values contains 2 NaN or infinite values"):
+        model(video)
+    model(torch.full((1, 4, 3, 16, 16), 3e38))  # finite values whose sum overflows pass
     with pytest.raises(ValueError, match="floating-point tensor; got torch.uint8"):
         model(torch.zeros(1, 4, 3, 16, 16, dtype=torch.uint8))
 

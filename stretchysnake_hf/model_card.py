@@ -126,7 +126,9 @@ inputs = processor(["clip.mp4"], num_frames=16, size=128, patch_size=8)  # any f
 label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]
 
 # Or store the tables at another base scale (checkpoint tensors are resized, not re-initialized):
-model = AutoModelForVideoClassification.from_pretrained("{model_id}", num_frames=32, image_size=384, patch_size=32)
+model = AutoModelForVideoClassification.from_pretrained(
+    "{model_id}", num_frames=32, image_size=384, patch_size=32
+)
 ```
 
 Evaluate a checkpoint over a grid of scales:

@@ -1,7 +1,7 @@
 """A training step next to other work on the same cores: how much slower than alone, and how that compares to a fair share.
 
 The step is the demo's (`examples/demo.py`): StretchySnake with 64 channels and 4 blocks, batch 8, 8 frames of 64 px,
-patch 16, forward + backward + AdamW, float32 on CPU. Each scenario runs the step in a fresh process:
+patch 16, forward + backward + fused AdamW (the Trainer's default), float32 on CPU. Each scenario runs the step in a fresh process:
 
 - alone;
 - next to 1 and 2 busy processes (`while True: pass` in Python);
@@ -157,7 +157,7 @@ def main() -> None:
     alone, alone_shared = rows[0][1]["median"], rows[0][2]["median"]
     load = os.getloadavg()
     print(
-        f"\nDemo model training step (64 channels, 4 blocks, batch 8, 8 x 64 px, patch 16, AdamW), "
+        f"\nDemo model training step (64 channels, 4 blocks, batch 8, 8 x 64 px, patch 16, fused AdamW), "
         f"{rows[0][1]['threads']} torch threads, {os.cpu_count()} CPUs, env {' '.join(args.env) or '-'}; "
         f"median of {args.steps} steps; load average before the last scenario ended: {load[0]:.2f}\n"
     )

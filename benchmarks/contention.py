@@ -1,7 +1,8 @@
 """A training step next to other work on the same cores: how much slower than alone, and how that compares to a fair share.
 
 The step is the demo's (`examples/demo.py`): StretchySnake with 64 channels and 4 blocks, batch 8, 8 frames of 64 px,
-patch 16, forward + backward + fused AdamW (the Trainer's default), float32 on CPU. Each scenario runs the step in a fresh process:
+patch 16, forward + backward + fused AdamW (the Trainer's default), float32 on CPU. Each scenario runs the step in a
+fresh process:
 
 - alone;
 - next to 1 and 2 busy processes (`while True: pass` in Python);

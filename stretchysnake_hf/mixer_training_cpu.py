@@ -41,6 +41,7 @@ from .mixer_inference_cpu import (
     _chunk_tokens,
     _compile_kernels,
     _scan_direction,
+    _softplus,
     checkpoints_per_chunk,
 )
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
@@ -262,8 +263,10 @@ def _direction_backward(
         dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
         grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
         grad_B, grad_C = (u.new_empty(batch, blocks, stop - start, state_size) for _ in range(2))
+        dt = torch.empty_like(dt_raw)
+        _softplus(dt_raw.numpy(), dt.numpy())
         _scan_chunk_backward(
-            u.numpy(), F.softplus(dt_raw).numpy(), A, B.contiguous().numpy(), C.contiguous().numpy(), D,
+            u.numpy(), dt.numpy(), A, B.contiguous().numpy(), C.contiguous().numpy(), D,
             grad_sum.numpy(), start, reverse, checkpoints[index].numpy(), accumulated[0], grad_u.numpy(),
             grad_dt.numpy(), *accumulated[1:], grad_B.numpy(), grad_C.numpy(),
         )  # fmt: skip

@@ -13,7 +13,7 @@ from conftest import tiny_config
 from stretchysnake_hf import StretchySnakeForVideoClassification
 from stretchysnake_hf import mixer_inference_cpu as fused_ops
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
-from stretchysnake_hf.numba_math import fast_exp
+from stretchysnake_hf.numba_math import fast_exp, fast_softplus
 
 
 @numba.njit
@@ -37,6 +37,24 @@ def test_fast_exp_is_float32_accurate_and_flushes_below_the_normal_range():
 def test_fast_exp_on_float64_is_the_library_exp():
     values = np.linspace(-700.0, 700.0, 10_001)
     np.testing.assert_allclose(_fast_exp_all(values), np.exp(values), rtol=1e-15, atol=0)
+
+
+@numba.njit
+def _fast_softplus_all(values):
+    out = np.empty_like(values)
+    for i in range(values.size):
+        out[i] = fast_softplus(values[i])
+    return out
+
+
+def test_fast_softplus_is_float32_accurate():
+    values = np.linspace(-80.0, 100.0, 1_000_001, dtype=np.float32)
+    exact = np.logaddexp(0.0, values.astype(np.float64))
+    assert (np.abs(_fast_softplus_all(values) - exact) / exact).max() < 3e-7
+    # below exp's normal range the result stands for 0, as fast_exp's does
+    assert np.all(_fast_softplus_all(np.array([-90.0, -1e30], dtype=np.float32)) < 2e-38)
+    doubles = np.linspace(-700.0, 700.0, 10_001)
+    np.testing.assert_allclose(_fast_softplus_all(doubles), np.logaddexp(0.0, doubles), rtol=1e-15, atol=0)
 
 
 def make_mixer(hidden_size: int = 36, seed: int = 0) -> StretchySnakeMixer:

@@ -16,12 +16,21 @@ from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
 from stretchysnake_hf.numba_math import fast_exp, fast_softplus
 
 
-@numba.njit
-def _fast_exp_all(values):
-    out = np.empty_like(values)
-    for i in range(values.size):
-        out[i] = fast_exp(values[i])
-    return out
+def _elementwise(function):
+    """A numba-compiled loop applying `function` (a numba_math function) to every element, as the kernels do."""
+
+    @numba.njit
+    def apply(values):
+        out = np.empty_like(values)
+        for i in range(values.size):
+            out[i] = function(values[i])
+        return out
+
+    return apply
+
+
+_fast_exp_all = _elementwise(fast_exp)
+_fast_softplus_all = _elementwise(fast_softplus)
 
 
 def test_fast_exp_is_float32_accurate_and_flushes_below_the_normal_range():
@@ -37,14 +46,6 @@ def test_fast_exp_is_float32_accurate_and_flushes_below_the_normal_range():
 def test_fast_exp_on_float64_is_the_library_exp():
     values = np.linspace(-700.0, 700.0, 10_001)
     np.testing.assert_allclose(_fast_exp_all(values), np.exp(values), rtol=1e-15, atol=0)
-
-
-@numba.njit
-def _fast_softplus_all(values):
-    out = np.empty_like(values)
-    for i in range(values.size):
-        out[i] = fast_softplus(values[i])
-    return out
 
 
 def test_fast_softplus_is_float32_accurate():

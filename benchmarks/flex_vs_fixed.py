@@ -6,7 +6,7 @@ The transfer protocol:
 1. Pretrain one tiny StretchySnake at the fixed scale on the motion classes of the generated dataset (the stand-in for
    a released checkpoint); it is saved in `OUT/pretrained` and reused by later runs with the same settings.
 2. Fine-tune copies of it on the classes where scale matters (`synthetic.py`, `class_set="scale"`: small
-   pointers whose direction is lost at 16 px, flash counts that need 16 frames) with `fixed` and with each of the five
+   pointers whose direction is lost at 8 px, flash counts that need 16 frames) with `fixed` and with each of the five
    variants, the same number of optimizer steps and, in expectation, of frames seen (every variant draws frames from
    `--train-frames`, whose mean is the fixed frame count), `--seeds` seeds per arm (seed k: head initialisation, data
    order and scale schedule; arms with the same seed share them as far as their variant allows).

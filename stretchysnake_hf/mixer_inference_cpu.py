@@ -52,8 +52,8 @@ def _chunk_tokens(batch: int, channels: int) -> int:
 _CHANNEL_BLOCK = 16
 
 # Steps between the states the training path keeps: its backward recomputes the states of one such stretch at a time
-# from the state before it, and a stretch's (steps, d_state, 64 channels) states and decays stay in a core's L2 cache
-# (2 x 512 KiB). With a whole chunk's, the backward ran 3x slower, from memory.
+# from the state before it, and a stretch's (steps, d_state, 64 channels) states and decays, 512 KiB each, stay in a
+# core's L2 cache. With a whole chunk's, the backward ran 3x slower, from memory; 32 and 64 steps ran as fast as 128.
 CHECKPOINT_STEPS = 128
 
 
@@ -181,36 +181,37 @@ def _scan_direction(
     out: torch.Tensor,
     chunk: int,
     on_chunk_done: Callable[[int, int], None] | None = None,
-    checkpoints: torch.Tensor | None = None,
-) -> None:
+    keep_checkpoints: bool = False,
+) -> torch.Tensor | None:
     """One direction over the token-major conv input x (b, length, channels): writes (forward) or adds (`reverse`)
-    its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each. With `checkpoints`
-    (chunks, `checkpoints_per_chunk(min(chunk, length))`, b, channels, d_state), the states before every
-    `CHECKPOINT_STEPS` steps of each chunk are stored there, chunks in processing order (the training path's backward
-    recomputes the states from them)."""
+    its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each. With
+    `keep_checkpoints`, returns the states before every `CHECKPOINT_STEPS` steps of each chunk, (chunks,
+    `checkpoints_per_chunk(min(chunk, length))`, b, channels, d_state), chunks in processing order (the training
+    path's backward recomputes the states from them)."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
     state = x.new_zeros(batch, channels, state_size)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
-    x_np = x.numpy()
-    no_checkpoints = np.empty((0, batch, channels, state_size), np.float32)
+    conv_bias, x_np = weights.conv_bias.numpy(), x.numpy()
+    starts = _chunk_starts(length, chunk, reverse)
+    per_chunk = checkpoints_per_chunk(min(chunk, length)) if keep_checkpoints else 0
+    checkpoints = x.new_empty(len(starts), per_chunk, batch, channels, state_size)
     no_pre_activation = np.empty((batch, 0, channels), np.float32)
-    for index, start in enumerate(_chunk_starts(length, chunk, reverse)):
+    for index, start in enumerate(starts):
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
-        conv_bias = weights.conv_bias.numpy()
         _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), no_pre_activation)
         time_step, B, C = F.linear(u, weights.x_proj_weight).split([time_step_rank, state_size, state_size], dim=-1)
         dt = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
         _softplus(dt.numpy(), dt.numpy())
         _scan_chunk(
             u.numpy(), dt.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
-            weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(),
-            no_checkpoints if checkpoints is None else checkpoints[index].numpy(),
+            weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(), checkpoints[index].numpy(),
         )  # fmt: skip
         if on_chunk_done is not None:
             on_chunk_done(start, stop)
+    return checkpoints if keep_checkpoints else None
 
 
 @torch.no_grad()

@@ -42,7 +42,6 @@ from .mixer_inference_cpu import (
     _compile_kernels,
     _scan_direction,
     _softplus,
-    checkpoints_per_chunk,
 )
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
 from .scan_numba import numba_threads_per_process
@@ -319,18 +318,15 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         x = F.linear(hidden_states, x_weight)  # (batch, tokens, channels), the conv input of both directions
         z = F.linear(hidden_states, z_weight)  # the gate's input
         summed = torch.empty_like(x)  # scan + D u of the forward direction, then of both
-        chunks = len(_chunk_starts(length, chunk, False))
-        per_chunk = checkpoints_per_chunk(min(chunk, length))
-        checkpoints = [x.new_empty(chunks, per_chunk, batch, channels, forward_weights.A.shape[1]) for _ in range(2)]
         output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
 
         def gate_and_project(start: int, stop: int) -> None:
             output[:, start:stop] = F.linear(summed[:, start:stop] * F.silu(z[:, start:stop]), out_proj_weight)
 
-        _scan_direction(x, forward_weights, False, summed, chunk, checkpoints=checkpoints[0])
-        _scan_direction(
-            x, backward_weights, True, summed, chunk, on_chunk_done=gate_and_project, checkpoints=checkpoints[1]
-        )
+        checkpoints = [
+            _scan_direction(x, forward_weights, False, summed, chunk, keep_checkpoints=True),
+            _scan_direction(x, backward_weights, True, summed, chunk, gate_and_project, keep_checkpoints=True),
+        ]
         ctx.save_for_backward(
             hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *checkpoints, *direction_tensors
         )

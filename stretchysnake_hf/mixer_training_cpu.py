@@ -56,40 +56,42 @@ def _blocks(channels: int) -> int:
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states, decays):
-    """Advances h (n, width) through scan steps [from_step, from_step + steps) of channels [first, first + width) of
-    batch element b, and stores states[k + 1] = h after step from_step + k and decays[k] = exp(dt A) of that step
-    (states (steps + 1, n, width), decays (steps, n, width)). A_t (n, width): A of the block, transposed. u, dt
-    (batch, k, channels); B (batch, k, n). Runs in the calling thread (a thread of `_scan_chunk_backward`)."""
-    state_size, width = h.shape
+def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, states, decays):
+    """Advances states[0] (n, width), the state before scan step from_step of channels [first, first + width) of
+    batch element b, through steps [from_step, from_step + steps): stores states[k + 1], the state after step
+    from_step + k, and decays[k] = exp(dt A) of that step (states (steps + 1, n, width), decays (steps, n, width)).
+    A_t (n, width): A of the block, transposed. u, dt (batch, k, channels); B (batch, k, n). Runs in the calling
+    thread (a thread of `_scan_chunk_backward`)."""
+    state_size, width = A_t.shape
     chunk_steps = u.shape[1]
     for k in range(decays.shape[0]):
         step = from_step + k
         i = chunk_steps - 1 - step if reverse else step
         dt_i, u_i = dt[b, i, first : first + width], u[b, i, first : first + width]
         for n in range(state_size):
-            B_n, A_n, h_n, decay, h_after = B[b, i, n], A_t[n], h[n], decays[k, n], states[k + 1, n]
+            B_n, A_n, h_before, decay, h_after = B[b, i, n], A_t[n], states[k, n], decays[k, n], states[k + 1, n]
             for j in range(width):
                 decay[j] = fast_exp(dt_i[j] * A_n[j])
-                h_n[j] = decay[j] * h_n[j] + dt_i[j] * u_i[j] * B_n
-                h_after[j] = h_n[j]
+                h_after[j] = decay[j] * h_before[j] + dt_i[j] * u_i[j] * B_n
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
-    u, dt, A, B, C, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_C
-):
+    u, dt, dt_raw, A, B, C, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw, grad_A, grad_D,
+    grad_B, grad_C,
+):  # fmt: skip
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
     `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
-    u, dt (b, k, channels); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels);
+    u, dt (b, k, channels), with dt = softplus(dt_raw); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels);
     saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ...
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
-    grad_u, grad_dt (b, k, channels) through the scan and the skip; grad_B, grad_C (b, blocks, k, n), one partial sum
+    grad_u (b, k, channels) through the scan and the skip, grad_dt_raw (b, k, channels) through the scan and
+    softplus; grad_B, grad_C (b, blocks, k, n), one partial sum
     over its channels per block of `_CHANNEL_BLOCK` channels. Accumulated: grad_A (b, channels, n) and grad_D
     (b, channels), float64.
 
@@ -106,8 +108,8 @@ def _scan_chunk_backward(
         first = block * _CHANNEL_BLOCK
         width = min(first + _CHANNEL_BLOCK, channels) - first
         A_t = np.ascontiguousarray(A[first : first + width].T)  # (n, width): the inner loops run over channels
+        D_block = D[first : first + width]
         grad_h = np.ascontiguousarray(grad_state[b, first : first + width].T)
-        h = np.empty((state_size, width), dtype=u.dtype)
         states = np.empty((CHECKPOINT_STEPS + 1, state_size, width), dtype=u.dtype)  # h before and after each step
         decays = np.empty((CHECKPOINT_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
         grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
@@ -117,9 +119,8 @@ def _scan_chunk_backward(
         for stretch in range(stretches - 1, -1, -1):
             from_step = stretch * CHECKPOINT_STEPS
             count = min(CHECKPOINT_STEPS, steps - from_step)
-            h[:] = saved[stretch, b, first : first + width].T
-            states[0] = h
-            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, h, states[: count + 1], decays[:count])
+            states[0] = saved[stretch, b, first : first + width].T
+            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, states[: count + 1], decays[:count])
             for k in range(count - 1, -1, -1):
                 i = steps - 1 - (from_step + k) if reverse else from_step + k
                 dt_i, u_i = dt[b, i, first : first + width], u[b, i, first : first + width]
@@ -143,10 +144,12 @@ def _scan_chunk_backward(
                         grad_h_n[j] = g * decay[j]
                     grad_B[b, block, i, n] = sum_B
                     grad_C[b, block, i, n] = sum_C
+                grad_u_i, dt_raw_i = grad_u[b, i, first : first + width], dt_raw[b, i, first : first + width]
+                grad_dt_raw_i = grad_dt_raw[b, i, first : first + width]
                 for j in range(width):
-                    c = first + j
-                    grad_u[b, i, c] = grad_dt_u[j] * dt_i[j] + D[c] * grad_y[j]
-                    grad_dt[b, i, c] = grad_dt_i[j] + grad_dt_u[j] * u_i[j]
+                    grad_u_i[j] = grad_dt_u[j] * dt_i[j] + D_block[j] * grad_y[j]
+                    sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-dt_raw_i[j]))  # softplus' derivative
+                    grad_dt_raw_i[j] = (grad_dt_i[j] + grad_dt_u[j] * u_i[j]) * sigmoid
                     grad_D_block[j] += grad_y[j] * u_i[j]
         for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
@@ -217,7 +220,7 @@ def _compile_backward_kernels() -> None:
     grad_B = np.zeros((batch, 1, length, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
     _scan_chunk_backward(
-        u, u, A, B, B, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
+        u, u, u, A, B, B, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
     )
     weight = np.zeros((width, channels), np.float32)
     _conv_input_backward(weight, grad_u, 0, False, grad_dt)
@@ -246,7 +249,8 @@ def _direction_backward(
     grad_A = torch.zeros(batch, channels, state_size, dtype=torch.float64)
     grad_D = torch.zeros(batch, channels, dtype=torch.float64)
     grad_x_proj = torch.zeros_like(weights.x_proj_weight)
-    grad_dt_proj = torch.zeros_like(weights.dt_proj_weight)
+    # accumulated transposed, (dt_rank, channels): torch's addmm_ into (channels, dt_rank) took 4x as long
+    grad_dt_proj_t = weights.dt_proj_weight.new_zeros(time_step_rank, channels)
     grad_dt_bias = torch.zeros_like(weights.dt_proj_bias)
     grad_state = x.new_zeros(batch, channels, state_size)
     x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
@@ -260,18 +264,18 @@ def _direction_backward(
         x_dbl = F.linear(u, weights.x_proj_weight)  # (b, k, dt_rank + 2 d_state)
         time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
         dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
-        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(u)
+        grad_u, grad_dt_raw = torch.empty_like(u), torch.empty_like(u)
         grad_B, grad_C = (u.new_empty(batch, blocks, stop - start, state_size) for _ in range(2))
         dt = torch.empty_like(dt_raw)
         _softplus(dt_raw.numpy(), dt.numpy())
         _scan_chunk_backward(
-            u.numpy(), dt.numpy(), A, B.contiguous().numpy(), C.contiguous().numpy(), D,
+            u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.contiguous().numpy(), C.contiguous().numpy(), D,
             grad_sum.numpy(), start, reverse, checkpoints[index].numpy(), accumulated[0], grad_u.numpy(),
-            grad_dt.numpy(), *accumulated[1:], grad_B.numpy(), grad_C.numpy(),
+            grad_dt_raw.numpy(), *accumulated[1:], grad_B.numpy(), grad_C.numpy(),
         )  # fmt: skip
-        grad_dt_raw = (grad_dt * torch.sigmoid(dt_raw)).flatten(0, 1)  # through softplus: (b k, channels)
+        grad_dt_raw = grad_dt_raw.flatten(0, 1)  # (b k, channels)
         grad_x_dbl = torch.cat([grad_dt_raw @ weights.dt_proj_weight, grad_B.sum(1).flatten(0, 1), grad_C.sum(1).flatten(0, 1)], dim=-1)  # fmt: skip
-        grad_dt_proj.addmm_(grad_dt_raw.t(), time_step.flatten(0, 1))
+        grad_dt_proj_t.addmm_(time_step.flatten(0, 1).t(), grad_dt_raw)
         grad_dt_bias += grad_dt_raw.sum(0)
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
@@ -283,7 +287,7 @@ def _direction_backward(
         grad_conv_weight.sum(0).t(),
         grad_conv_bias,
         grad_x_proj,
-        grad_dt_proj,
+        grad_dt_proj_t.t(),
         grad_dt_bias,
         grad_A.sum(0).float(),
         grad_D.sum(0).float(),

@@ -13,7 +13,7 @@ softplus, skip and gate tensors, and a scan whose exp(dt * A) is computed by num
   softplus, and a numba scan whose exp is `fast_exp`, vectorized over the state; its state carries from one chunk to
   the next;
 - the forward direction writes `scan + D * u` for every token, the backward one adds its own, and as it finishes a
-  chunk that chunk is gated by silu(z) and projected by out_proj.
+  chunk that chunk is gated by silu(z) (a numba kernel) and projected by out_proj.
 
 Memory: besides the input and the output, one (batch, tokens, channels) tensor for the conv input x and one for the
 two directions' sum, and a chunk's worth of temporaries; the slow path holds about twenty (batch, channels, tokens)
@@ -116,6 +116,18 @@ def _softplus(x, out):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _silu_gate(y, y_start, z, z_start, out):
+    """out[:, i] = y[:, y_start + i] * silu(z[:, z_start + i]) for the k tokens of out (b, k, channels), in one pass
+    (out may be z when z_start is 0); y, z (b, tokens, channels)."""
+    batch, steps, channels = out.shape
+    for index in numba.prange(batch * steps):
+        b, i = index // steps, index % steps
+        y_i, z_i, out_i = y[b, y_start + i], z[b, z_start + i], out[b, i]
+        for c in range(channels):
+            out_i[c] = y_i[c] * z_i[c] / (np.float32(1.0) + fast_exp(-z_i[c]))
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, checkpoints):
     """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
 
@@ -163,6 +175,7 @@ def _compile_kernels() -> None:
     vector = np.zeros(channels, np.float32)
     _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out, out)
     _softplus(x, out)
+    _silu_gate(x, 0, out, 0, out)
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
@@ -239,8 +252,9 @@ def bidirectional_mamba_inference_cpu(
     output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
 
     def gate_and_project(start: int, stop: int) -> None:
-        gate = F.silu(F.linear(hidden_states[:, start:stop], z_weight))
-        output[:, start:stop] = F.linear(summed[:, start:stop] * gate, out_proj_weight)
+        gated = F.linear(hidden_states[:, start:stop], z_weight)  # z, then summed * silu(z) in place
+        _silu_gate(summed.numpy(), start, gated.numpy(), 0, gated.numpy())
+        output[:, start:stop] = F.linear(gated, out_proj_weight)
 
     _scan_direction(x, forward_weights, False, summed, chunk)
     _scan_direction(x, backward_weights, True, summed, chunk, on_chunk_done=gate_and_project)

@@ -12,12 +12,12 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
 - saved: the input, the two halves of the input projection (x, the conv input, and z, the gate input), the sum of
   the two directions' `scan + D u`, and the stored states: three (batch, tokens, channels) tensors and two of
   d_state / `CHECKPOINT_STEPS` times that size;
-- backward: the gate and out_proj by torch, then per direction and chunk, in reverse scan order, the chunk's conv +
-  silu (keeping the conv's output), x_proj and dt_proj are recomputed (cheap), a numba kernel recomputes the
-  chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the reverse-time scan
-  (gradients of u, dt, B, C, A and D), torch matmuls take the gradients through dt_proj and x_proj, torch's
-  silu_backward through silu, and two numba kernels through the causal conv: into x (one thread per token) and into
-  its weight (one per block of channels).
+- backward: out_proj by torch and the gate by a numba kernel, then per direction and chunk, in reverse scan order,
+  the chunk's conv + silu (keeping the conv's output), x_proj and dt_proj are recomputed (cheap), a numba kernel
+  recomputes the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
+  reverse-time scan (gradients of u, of dt before softplus, of B, C, A and D), torch matmuls take the gradients
+  through dt_proj and x_proj, torch's silu_backward through silu, and two numba kernels through the causal conv:
+  into x (one thread per token) and into its weight (one per block of channels).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .mixer_inference_cpu import (
     _chunk_tokens,
     _compile_kernels,
     _scan_direction,
+    _silu_gate,
     _softplus,
 )
 from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
@@ -207,6 +208,22 @@ def _conv_weight_backward(x, grad_p, start, reverse, grad_weight):
         grad_weight[b, :, first:last] += block
 
 
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _silu_gate_backward(z, summed, grad_gated, gated, grad_z):
+    """The backward of gated = summed * silu(z), all (b, tokens, channels), in one pass: writes gated (for out_proj's
+    weight gradient) and grad_z, and turns grad_gated, the gradient of gated, into that of summed, in place."""
+    batch, length, channels = z.shape
+    for index in numba.prange(batch * length):
+        b, t = index // length, index % length
+        z_t, summed_t, grad_t, gated_t, grad_z_t = z[b, t], summed[b, t], grad_gated[b, t], gated[b, t], grad_z[b, t]
+        for c in range(channels):
+            sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-z_t[c]))
+            silu = z_t[c] * sigmoid
+            gated_t[c] = summed_t[c] * silu
+            grad_z_t[c] = grad_t[c] * summed_t[c] * sigmoid * (np.float32(1.0) + z_t[c] * (np.float32(1.0) - sigmoid))
+            grad_t[c] *= silu
+
+
 @compiled_once_under_lock
 def _compile_backward_kernels() -> None:
     """Calls the backward kernels on tiny float32 inputs of the layouts `_direction_backward` uses."""
@@ -225,6 +242,7 @@ def _compile_backward_kernels() -> None:
     weight = np.zeros((width, channels), np.float32)
     _conv_input_backward(weight, grad_u, 0, False, grad_dt)
     _conv_weight_backward(u, grad_u, 0, False, np.zeros((batch, width, channels), np.float32))
+    _silu_gate_backward(u, u, grad_u, grad_dt, grad_dt)
 
 
 def _direction_backward(
@@ -325,7 +343,9 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
 
         def gate_and_project(start: int, stop: int) -> None:
-            output[:, start:stop] = F.linear(summed[:, start:stop] * F.silu(z[:, start:stop]), out_proj_weight)
+            gated = z.new_empty(batch, stop - start, channels)
+            _silu_gate(summed.numpy(), start, z.numpy(), start, gated.numpy())
+            output[:, start:stop] = F.linear(gated, out_proj_weight)
 
         checkpoints = [
             _scan_direction(x, forward_weights, False, summed, chunk, keep_checkpoints=True),
@@ -346,11 +366,10 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         channels = x.shape[-1]
         grad_output = grad_output.contiguous().flatten(0, 1)  # (batch tokens, hidden)
         # 4. out_proj and the gate: output = (summed * silu(z)) out_proj^T
-        gate = F.silu(z)
-        grad_gated = (grad_output @ out_proj_weight).view_as(x)
-        grad_out_proj = grad_output.t() @ (summed * gate).flatten(0, 1)
-        grad_z = torch.ops.aten.silu_backward(grad_gated * summed, z)
-        grad_sum = grad_gated.mul_(gate)
+        grad_sum = (grad_output @ out_proj_weight).view_as(x)  # the gradient of gated, then (in place) of summed
+        gated, grad_z = torch.empty_like(x), torch.empty_like(x)
+        _silu_gate_backward(z.numpy(), summed.numpy(), grad_sum.numpy(), gated.numpy(), grad_z.numpy())
+        grad_out_proj = grad_output.t() @ gated.flatten(0, 1)
         # 3.-2. each direction: scan, dt_proj, x_proj, conv + silu
         grad_x = torch.zeros_like(x)
         grad_forward = _direction_backward(

@@ -117,8 +117,8 @@ def _softplus(x, out):
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _silu_gate(y, y_start, z, z_start, out):
-    """out[:, i] = y[:, y_start + i] * silu(z[:, z_start + i]) for the k tokens of out (b, k, channels), in one pass
-    (out may be z when z_start is 0); y, z (b, tokens, channels)."""
+    """out[:, i] = y[:, y_start + i] * silu(z[:, z_start + i]) for the k tokens of out (b, k, channels), in one pass;
+    y, z (b, tokens, channels)."""
     batch, steps, channels = out.shape
     for index in numba.prange(batch * steps):
         b, i = index // steps, index % steps
@@ -175,7 +175,7 @@ def _compile_kernels() -> None:
     vector = np.zeros(channels, np.float32)
     _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out, out)
     _softplus(x, out)
-    _silu_gate(x, 0, out, 0, out)
+    _silu_gate(x, 0, x, 0, out)
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
@@ -252,8 +252,9 @@ def bidirectional_mamba_inference_cpu(
     output = hidden_states.new_empty(batch, length, out_proj_weight.shape[0])
 
     def gate_and_project(start: int, stop: int) -> None:
-        gated = F.linear(hidden_states[:, start:stop], z_weight)  # z, then summed * silu(z) in place
-        _silu_gate(summed.numpy(), start, gated.numpy(), 0, gated.numpy())
+        z = F.linear(hidden_states[:, start:stop], z_weight)
+        gated = torch.empty_like(z)  # in place, over z, the kernel's loop did not vectorize: 3.6x slower
+        _silu_gate(summed.numpy(), start, z.numpy(), 0, gated.numpy())
         output[:, start:stop] = F.linear(gated, out_proj_weight)
 
     _scan_direction(x, forward_weights, False, summed, chunk)

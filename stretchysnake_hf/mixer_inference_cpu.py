@@ -36,7 +36,7 @@ except ImportError as error:
 
     raise ImportError(NUMBA_MISSING) from error
 
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_softplus
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_softplus, non_negative
 from .scan_numba import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -88,20 +88,22 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out, pre_activation
     batch, length, channels = x.shape
     width = weight.shape[0]
     steps = stop - start
+    keep = pre_activation.shape[1] > 0
     for index in numba.prange(batch * steps):
         b, i = index // steps, index % steps
         t = start + i
-        acc = out[b, i]
-        acc[:] = bias
+        for c in range(channels):
+            out[b, i, c] = bias[c]
         for k in range(width):
             source = t + (width - 1) - k if reverse else t - (width - 1) + k
             if 0 <= source < length:
                 for c in range(channels):
-                    acc[c] += weight[k, c] * x[b, source, c]
-        if pre_activation.shape[1] > 0:
-            pre_activation[b, i] = acc
+                    out[b, i, c] += weight[k, c] * x[b, source, c]
         for c in range(channels):
-            acc[c] = acc[c] / (np.float32(1.0) + fast_exp(-acc[c]))
+            p = out[b, i, c]
+            if keep:
+                pre_activation[b, i, c] = p
+            out[b, i, c] = p / (np.float32(1.0) + fast_exp(-p))
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -143,28 +145,34 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, check
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
         b = index // blocks
-        first = (index % blocks) * _CHANNEL_BLOCK
-        last = min(first + _CHANNEL_BLOCK, channels)
-        h = state[b, first:last].copy()  # the block's states stay in one small array (cache) through the chunk
+        first = non_negative(index % blocks) * _CHANNEL_BLOCK
+        width = min(first + _CHANNEL_BLOCK, channels) - first
+        h = np.empty((width, state_size), dtype=u.dtype)  # the block's states stay in one small array (cache)
+        for j in range(width):
+            for n in range(state_size):
+                h[j, n] = state[b, first + j, n]
         for step in range(steps):
             if checkpoints.shape[0] > 0 and step % CHECKPOINT_STEPS == 0:
-                checkpoints[step // CHECKPOINT_STEPS, b, first:last] = h
+                for j in range(width):
+                    for n in range(state_size):
+                        checkpoints[step // CHECKPOINT_STEPS, b, first + j, n] = h[j, n]
             i = steps - 1 - step if reverse else step
-            B_i, C_i = B[b, i], C[b, i]
-            for c in range(first, last):
+            for j in range(width):
+                c = first + j
                 dt_c, u_c = dt[b, i, c], u[b, i, c]
                 dt_u = dt_c * u_c
-                A_c, h_c = A[c], h[c - first]
                 y = D[c] * u_c
                 for n in range(state_size):
-                    h_n = fast_exp(dt_c * A_c[n]) * h_c[n] + dt_u * B_i[n]
-                    h_c[n] = h_n
-                    y += h_n * C_i[n]
+                    h_n = fast_exp(dt_c * A[c, n]) * h[j, n] + dt_u * B[b, i, n]
+                    h[j, n] = h_n
+                    y += h_n * C[b, i, n]
                 if accumulate:
                     out[b, start + i, c] += y
                 else:
                     out[b, start + i, c] = y
-        state[b, first:last] = h
+        for j in range(width):
+            for n in range(state_size):
+                state[b, first + j, n] = h[j, n]
 
 
 @compiled_once_under_lock

@@ -44,7 +44,7 @@ from .mixer_inference_cpu import (
     _silu_gate,
     _softplus,
 )
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, non_negative
 from .scan_numba import numba_threads_per_process
 
 # Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
@@ -57,23 +57,25 @@ def _blocks(channels: int) -> int:
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, states, decays):
+def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states, decays):
     """Advances states[0] (n, width), the state before scan step from_step of channels [first, first + width) of
-    batch element b, through steps [from_step, from_step + steps): stores states[k + 1], the state after step
-    from_step + k, and decays[k] = exp(dt A) of that step (states (steps + 1, n, width), decays (steps, n, width)).
-    A_t (n, width): A of the block, transposed. u, dt (batch, k, channels); B (batch, k, n). Runs in the calling
-    thread (a thread of `_scan_chunk_backward`)."""
+    batch element b, through steps [from_step, from_step + count): stores states[k + 1], the state after step
+    from_step + k, and decays[k] = exp(dt A) of that step (states (>= count + 1, n, width), decays (>= count, n,
+    width)). A_t (n, width): A of the block, transposed. u, dt (batch, k, channels); B (batch, k, n). Runs in the
+    calling thread (a thread of `_scan_chunk_backward`)."""
     state_size, width = A_t.shape
     chunk_steps = u.shape[1]
-    for k in range(decays.shape[0]):
+    first = non_negative(first)
+    for k in range(count):
         step = from_step + k
         i = chunk_steps - 1 - step if reverse else step
-        dt_i, u_i = dt[b, i, first : first + width], u[b, i, first : first + width]
         for n in range(state_size):
-            B_n, A_n, h_before, decay, h_after = B[b, i, n], A_t[n], states[k, n], decays[k, n], states[k + 1, n]
+            B_n = B[b, i, n]
             for j in range(width):
-                decay[j] = fast_exp(dt_i[j] * A_n[j])
-                h_after[j] = decay[j] * h_before[j] + dt_i[j] * u_i[j] * B_n
+                decays[k, n, j] = fast_exp(dt[b, i, first + j] * A_t[n, j])
+                states[k + 1, n, j] = (
+                    decays[k, n, j] * states[k, n, j] + dt[b, i, first + j] * u[b, i, first + j] * B_n
+                )
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -86,15 +88,14 @@ def _scan_chunk_backward(
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
-    u, dt (b, k, channels), with dt = softplus(dt_raw); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b, length, channels);
-    saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ...
+    u, dt (b, k, channels), with dt = softplus(dt_raw); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b,
+    length, channels); saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ...
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
     grad_u (b, k, channels) through the scan and the skip, grad_dt_raw (b, k, channels) through the scan and
-    softplus; grad_B, grad_C (b, blocks, k, n), one partial sum
-    over its channels per block of `_CHANNEL_BLOCK` channels. Accumulated: grad_A (b, channels, n) and grad_D
-    (b, channels), float64.
+    softplus; grad_B, grad_C (b, blocks, k, n), one partial sum over its channels per block of `_CHANNEL_BLOCK`
+    channels. Accumulated: grad_A (b, channels, n) and grad_D (b, channels), float64.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
     the stretches of `CHECKPOINT_STEPS` steps in reverse: recomputes a stretch's states and decays (n, block) per step
@@ -106,11 +107,14 @@ def _scan_chunk_backward(
     stretches = (steps + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
     for index in numba.prange(batch * blocks):
         b, block = index // blocks, index % blocks
-        first = block * _CHANNEL_BLOCK
+        first = non_negative(block) * _CHANNEL_BLOCK
         width = min(first + _CHANNEL_BLOCK, channels) - first
-        A_t = np.ascontiguousarray(A[first : first + width].T)  # (n, width): the inner loops run over channels
-        D_block = D[first : first + width]
-        grad_h = np.ascontiguousarray(grad_state[b, first : first + width].T)
+        A_t = np.empty((state_size, width), dtype=u.dtype)  # (n, width): the inner loops run over channels
+        grad_h = np.empty((state_size, width), dtype=u.dtype)
+        for n in range(state_size):
+            for j in range(width):
+                A_t[n, j] = A[first + j, n]
+                grad_h[n, j] = grad_state[b, first + j, n]
         states = np.empty((CHECKPOINT_STEPS + 1, state_size, width), dtype=u.dtype)  # h before and after each step
         decays = np.empty((CHECKPOINT_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
         grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
@@ -120,38 +124,38 @@ def _scan_chunk_backward(
         for stretch in range(stretches - 1, -1, -1):
             from_step = stretch * CHECKPOINT_STEPS
             count = min(CHECKPOINT_STEPS, steps - from_step)
-            states[0] = saved[stretch, b, first : first + width].T
-            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, states[: count + 1], decays[:count])
+            for n in range(state_size):
+                for j in range(width):
+                    states[0, n, j] = saved[stretch, b, first + j, n]
+            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states, decays)
             for k in range(count - 1, -1, -1):
                 i = steps - 1 - (from_step + k) if reverse else from_step + k
-                dt_i, u_i = dt[b, i, first : first + width], u[b, i, first : first + width]
-                grad_y = grad_sum[b, start + i, first : first + width]
+                t = start + i
                 grad_dt_u[:] = 0.0
                 grad_dt_i[:] = 0.0
                 for n in range(state_size):
-                    B_n, C_n, A_n = B[b, i, n], C[b, i, n], A_t[n]
-                    h_previous, h_n, decay = states[k, n], states[k + 1, n], decays[k, n]
-                    grad_h_n, grad_A_n = grad_h[n], grad_A_block[n]
+                    B_n, C_n = B[b, i, n], C[b, i, n]
                     sum_B = np.float32(0.0)
                     sum_C = np.float32(0.0)
                     for j in range(width):
-                        g = grad_h_n[j] + grad_y[j] * C_n  # gradient of h_t
-                        sum_C += grad_y[j] * h_n[j]
-                        sum_B += g * dt_i[j] * u_i[j]
+                        grad_y, dt_j = grad_sum[b, t, first + j], dt[b, i, first + j]
+                        g = grad_h[n, j] + grad_y * C_n  # gradient of h_t
+                        sum_C += grad_y * states[k + 1, n, j]
+                        sum_B += g * dt_j * u[b, i, first + j]
                         grad_dt_u[j] += g * B_n
-                        grad_decay = g * h_previous[j] * decay[j]  # d/d(dt A) of exp(dt A) h_prev
-                        grad_dt_i[j] += grad_decay * A_n[j]
-                        grad_A_n[j] += grad_decay * dt_i[j]
-                        grad_h_n[j] = g * decay[j]
+                        grad_decay = g * states[k, n, j] * decays[k, n, j]  # d/d(dt A) of exp(dt A) h_prev
+                        grad_dt_i[j] += grad_decay * A_t[n, j]
+                        grad_A_block[n, j] += grad_decay * dt_j
+                        grad_h[n, j] = g * decays[k, n, j]
                     grad_B[b, block, i, n] = sum_B
                     grad_C[b, block, i, n] = sum_C
-                grad_u_i, dt_raw_i = grad_u[b, i, first : first + width], dt_raw[b, i, first : first + width]
-                grad_dt_raw_i = grad_dt_raw[b, i, first : first + width]
                 for j in range(width):
-                    grad_u_i[j] = grad_dt_u[j] * dt_i[j] + D_block[j] * grad_y[j]
-                    sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-dt_raw_i[j]))  # softplus' derivative
-                    grad_dt_raw_i[j] = (grad_dt_i[j] + grad_dt_u[j] * u_i[j]) * sigmoid
-                    grad_D_block[j] += grad_y[j] * u_i[j]
+                    c = first + j
+                    grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
+                    grad_u[b, i, c] = grad_dt_u[j] * dt[b, i, c] + D[c] * grad_y
+                    sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-dt_raw[b, i, c]))  # softplus' derivative
+                    grad_dt_raw[b, i, c] = (grad_dt_i[j] + grad_dt_u[j] * u_j) * sigmoid
+                    grad_D_block[j] += grad_y * u_j
         for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
             for n in range(state_size):
@@ -173,13 +177,11 @@ def _conv_input_backward(weight, grad_p, start, reverse, grad_x):
     count = (min(start + steps + width - 1, length) if reverse else start + steps) - first
     for index in numba.prange(batch * count):
         b, source = index // count, first + index % count
-        out = grad_x[b, source]
         for k in range(width):
             i = (source - (width - 1) + k if reverse else source + (width - 1) - k) - start
             if 0 <= i < steps:
-                grad_p_i, weight_k = grad_p[b, i], weight[k]
                 for c in range(channels):
-                    out[c] += weight_k[c] * grad_p_i[c]
+                    grad_x[b, source, c] += weight[k, c] * grad_p[b, i, c]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -193,19 +195,19 @@ def _conv_weight_backward(x, grad_p, start, reverse, grad_weight):
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
         b = index // blocks
-        first = (index % blocks) * _CHANNEL_BLOCK
-        last = min(first + _CHANNEL_BLOCK, channels)
-        block = np.zeros((width, last - first), dtype=x.dtype)
+        first = non_negative(index % blocks) * _CHANNEL_BLOCK
+        block_width = min(first + _CHANNEL_BLOCK, channels) - first
+        block = np.zeros((width, block_width), dtype=x.dtype)
         for i in range(steps):
             t = start + i
-            grad_p_i = grad_p[b, i, first:last]
             for k in range(width):
                 source = t + (width - 1) - k if reverse else t - (width - 1) + k
                 if 0 <= source < length:
-                    x_k, block_k = x[b, source, first:last], block[k]
-                    for j in range(last - first):
-                        block_k[j] += grad_p_i[j] * x_k[j]
-        grad_weight[b, :, first:last] += block
+                    for j in range(block_width):
+                        block[k, j] += grad_p[b, i, first + j] * x[b, source, first + j]
+        for k in range(width):
+            for j in range(block_width):
+                grad_weight[b, k, first + j] += block[k, j]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)

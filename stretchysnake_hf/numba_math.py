@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 try:  # transformers' remote-code loader requires the packages a file imports, except inside try blocks
+    import numba
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic, overload
@@ -113,6 +114,17 @@ def _fast_softplus_numba(x):
         return max(x, np.float32(0.0)) + s * series
 
     return softplus_float32
+
+
+@numba.njit(inline="always")
+def non_negative(i: int) -> int:
+    """i, for 0 <= i < 2^32, as an int64 that LLVM can prove is not negative (it went through uint32).
+
+    numba maps a negative index to one counted from the end, so `x[b, t, first + j]` costs a select per element
+    unless LLVM proves the index is not negative; with `first` from this, a loop over j reads contiguous vectors,
+    where a `first` computed by signed arithmetic (`block * 64`) left the loop scalar (2.6x slower).
+    """
+    return np.int64(np.uint32(i))
 
 
 def compiled_once_under_lock(warm_up: Callable[[], None]) -> Callable[[], None]:

@@ -13,7 +13,7 @@ from conftest import tiny_config
 from stretchysnake_hf import StretchySnakeForVideoClassification
 from stretchysnake_hf import mixer_inference_cpu as fused_ops
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
-from stretchysnake_hf.numba_math import fast_exp, fast_softplus
+from stretchysnake_hf.numba_math import fast_exp, fast_softplus, non_negative
 
 
 def _elementwise(function):
@@ -56,6 +56,20 @@ def test_fast_softplus_is_float32_accurate():
     assert np.all(_fast_softplus_all(np.array([-90.0, -1e30], dtype=np.float32)) < 2e-38)
     doubles = np.linspace(-700.0, 700.0, 10_001)
     np.testing.assert_allclose(_fast_softplus_all(doubles), np.logaddexp(0.0, doubles), rtol=1e-15, atol=0)
+
+
+def test_non_negative_keeps_every_index_below_2_to_the_32():
+    @numba.njit
+    def convert(values):
+        out = np.empty_like(values)
+        for i in range(values.size):
+            out[i] = non_negative(values[i])
+        return out
+
+    indices = np.array([0, 1, 63, 2**31 - 1, 2**31, 2**32 - 1], dtype=np.int64)
+    converted = convert(indices)
+    assert converted.dtype == np.int64
+    np.testing.assert_array_equal(converted, indices)
 
 
 def make_mixer(hidden_size: int = 36, seed: int = 0) -> StretchySnakeMixer:

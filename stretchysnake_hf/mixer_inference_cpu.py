@@ -124,9 +124,9 @@ def _silu_gate(y, y_start, z, z_start, out):
     batch, steps, channels = out.shape
     for index in numba.prange(batch * steps):
         b, i = index // steps, index % steps
-        y_i, z_i, out_i = y[b, y_start + i], z[b, z_start + i], out[b, i]
         for c in range(channels):
-            out_i[c] = y_i[c] * z_i[c] / (np.float32(1.0) + fast_exp(-z_i[c]))
+            z_c = z[b, z_start + i, c]
+            out[b, i, c] = y[b, y_start + i, c] * z_c / (np.float32(1.0) + fast_exp(-z_c))
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)

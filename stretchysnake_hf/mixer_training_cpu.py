@@ -217,13 +217,13 @@ def _silu_gate_backward(z, summed, grad_gated, gated, grad_z):
     batch, length, channels = z.shape
     for index in numba.prange(batch * length):
         b, t = index // length, index % length
-        z_t, summed_t, grad_t, gated_t, grad_z_t = z[b, t], summed[b, t], grad_gated[b, t], gated[b, t], grad_z[b, t]
         for c in range(channels):
-            sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-z_t[c]))
-            silu = z_t[c] * sigmoid
-            gated_t[c] = summed_t[c] * silu
-            grad_z_t[c] = grad_t[c] * summed_t[c] * sigmoid * (np.float32(1.0) + z_t[c] * (np.float32(1.0) - sigmoid))
-            grad_t[c] *= silu
+            z_c, summed_c, grad_c = z[b, t, c], summed[b, t, c], grad_gated[b, t, c]
+            sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-z_c))
+            silu = z_c * sigmoid
+            gated[b, t, c] = summed_c * silu
+            grad_z[b, t, c] = grad_c * summed_c * sigmoid * (np.float32(1.0) + z_c * (np.float32(1.0) - sigmoid))
+            grad_gated[b, t, c] = grad_c * silu
 
 
 @compiled_once_under_lock

@@ -33,15 +33,14 @@ def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
     batch, channels, state_size = state.shape
     for index in numba.prange(batch * channels):
         b, d = index // channels, index % channels
-        h, A_d = state[b, d], A[d]
         for t in range(start, stop):
             dt_t = dt[b, d, t]
             dt_u = dt_t * u[b, d, t]
-            B_t, C_t = B[b, t], C[b, t]
             y_t = 0.0
             for n in range(state_size):
-                h[n] = fast_exp(dt_t * A_d[n]) * h[n] + dt_u * B_t[n]
-                y_t += h[n] * C_t[n]
+                h = fast_exp(dt_t * A[d, n]) * state[b, d, n] + dt_u * B[b, t, n]
+                state[b, d, n] = h
+                y_t += h * C[b, t, n]
             y[b, d, t] = y_t
 
 
@@ -65,14 +64,14 @@ def _scan_chunk_backward(
         states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{stop-1}
         decays = np.empty((steps, state_size), dtype=u.dtype)  # exp(dt_t A) of the chunk's steps
         for d in range(group, channels, groups):
-            A_d = A[d]
-            states[0, :] = state[b, d, :]
+            for n in range(state_size):
+                states[0, n] = state[b, d, n]
             for i in range(steps):
                 t = start + i
                 dt_t = dt[b, d, t]
                 dt_u = dt_t * u[b, d, t]
                 for n in range(state_size):
-                    decays[i, n] = fast_exp(dt_t * A_d[n])
+                    decays[i, n] = fast_exp(dt_t * A[d, n])
                     states[i + 1, n] = decays[i, n] * states[i, n] + dt_u * B[b, t, n]
             for i in range(steps - 1, -1, -1):
                 t = start + i
@@ -85,7 +84,7 @@ def _scan_chunk_backward(
                     grad_B[b, group, t, n] += grad_h * dt_t * u_t
                     grad_dt_u += grad_h * B[b, t, n]
                     grad_decay = grad_h * states[i, n] * decays[i, n]  # d/d(dt A) of exp(dt A) h_{t-1}
-                    grad_dt_t += grad_decay * A_d[n]
+                    grad_dt_t += grad_decay * A[d, n]
                     grad_A[b, d, n] += grad_decay * dt_t
                     grad_state[b, d, n] = grad_h * decays[i, n]
                 grad_u[b, d, t] = grad_dt_u * dt_t

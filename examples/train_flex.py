@@ -477,6 +477,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         max_tokens_per_step=flex_args.max_tokens_per_step,
     )
     train_dataset, eval_dataset, class_names = load_data(data_args)
+    transformers.set_seed(training_args.seed)  # the Trainer seeds only after the model exists: seed its initialization
     model = load_model(model_args, class_names)
     flex = dataclasses.replace(flex, tubelet_size=model.config.tubelet_size)  # token budgets count the model's tubelet
     model.config.flexible_training = flex.to_dict()

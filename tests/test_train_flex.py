@@ -107,6 +107,20 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp
     check_schedule(full_scales)
 
 
+def test_the_seed_fixes_the_initial_weights(data_dir, tmp_path):
+    """Two runs with one seed train the same weights; another seed starts elsewhere (the model used to be initialized
+    before the Trainer seeded anything, so every run of the demo started from different weights)."""
+    runs = {}
+    for name, seed in (("first", "42"), ("again", "42"), ("other", "7")):
+        argv = arguments(data_dir, tmp_path / name, "--max_steps", "1", "--learning_rate", "0")
+        argv[argv.index("--seed") + 1] = seed
+        train_flex.main(argv)
+        runs[name] = load_file(tmp_path / name / "model.safetensors")
+    for key in runs["first"]:
+        torch.testing.assert_close(runs["again"][key], runs["first"][key], rtol=0, atol=0)
+    assert any(not torch.equal(runs["other"][key], runs["first"][key]) for key in runs["first"])
+
+
 def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     output = tmp_path / "ddp"
     # `--cpu --num_processes 2` starts a single process unless MPI is set up; `--multi_gpu` uses torchrun + gloo.

@@ -59,15 +59,8 @@ def test_fast_softplus_is_float32_accurate():
 
 
 def test_non_negative_keeps_every_index_below_2_to_the_32():
-    @numba.njit
-    def convert(values):
-        out = np.empty_like(values)
-        for i in range(values.size):
-            out[i] = non_negative(values[i])
-        return out
-
     indices = np.array([0, 1, 63, 2**31 - 1, 2**31, 2**32 - 1], dtype=np.int64)
-    converted = convert(indices)
+    converted = _elementwise(non_negative)(indices)
     assert converted.dtype == np.int64
     np.testing.assert_array_equal(converted, indices)
 

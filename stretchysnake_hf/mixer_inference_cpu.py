@@ -36,7 +36,7 @@ except ImportError as error:
 
     raise ImportError(NUMBA_MISSING) from error
 
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_softplus, non_negative
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_sigmoid, fast_softplus, non_negative
 from .scan_numba import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -103,7 +103,7 @@ def _causal_conv_silu(x, weight, bias, start, stop, reverse, out, pre_activation
             p = out[b, i, c]
             if keep:
                 pre_activation[b, i, c] = p
-            out[b, i, c] = p / (np.float32(1.0) + fast_exp(-p))
+            out[b, i, c] = p * fast_sigmoid(p)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -126,7 +126,7 @@ def _silu_gate(y, y_start, z, z_start, out):
         b, i = index // steps, index % steps
         for c in range(channels):
             z_c = z[b, z_start + i, c]
-            out[b, i, c] = y[b, y_start + i, c] * z_c / (np.float32(1.0) + fast_exp(-z_c))
+            out[b, i, c] = y[b, y_start + i, c] * z_c * fast_sigmoid(z_c)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)

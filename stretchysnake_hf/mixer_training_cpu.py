@@ -44,7 +44,7 @@ from .mixer_inference_cpu import (
     _silu_gate,
     _softplus,
 )
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, non_negative
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_sigmoid, non_negative
 from .scan_numba import numba_threads_per_process
 
 # Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
@@ -153,8 +153,8 @@ def _scan_chunk_backward(
                     c = first + j
                     grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
                     grad_u[b, i, c] = grad_dt_u[j] * dt[b, i, c] + D[c] * grad_y
-                    sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-dt_raw[b, i, c]))  # softplus' derivative
-                    grad_dt_raw[b, i, c] = (grad_dt_i[j] + grad_dt_u[j] * u_j) * sigmoid
+                    softplus_derivative = fast_sigmoid(dt_raw[b, i, c])
+                    grad_dt_raw[b, i, c] = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
                     grad_D_block[j] += grad_y * u_j
         for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
@@ -219,7 +219,7 @@ def _silu_gate_backward(z, summed, grad_gated, gated, grad_z):
         b, t = index // length, index % length
         for c in range(channels):
             z_c, summed_c, grad_c = z[b, t, c], summed[b, t, c], grad_gated[b, t, c]
-            sigmoid = np.float32(1.0) / (np.float32(1.0) + fast_exp(-z_c))
+            sigmoid = fast_sigmoid(z_c)
             silu = z_c * sigmoid
             gated[b, t, c] = summed_c * silu
             grad_z[b, t, c] = grad_c * summed_c * sigmoid * (np.float32(1.0) + z_c * (np.float32(1.0) - sigmoid))

@@ -1,5 +1,5 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
-"""What the mixer's numba kernels share: `fast_exp` and `fast_softplus`, an exp and a softplus that numba can vectorize,
+"""What the mixer's numba kernels share: `fast_exp`, `fast_softplus` and `fast_sigmoid`, which numba can vectorize,
 `non_negative` for block offsets, and `compiled_once_under_lock`.
 
 The kernels index arrays directly (`x[b, t, c]`) inside their parallel loops rather than taking views (`x[b, t]`):
@@ -119,6 +119,18 @@ def _fast_softplus_numba(x):
         return max(x, np.float32(0.0)) + s * series
 
     return softplus_float32
+
+
+def fast_sigmoid(x: float) -> float:
+    """1 / (1 + exp(-x)); in numba-compiled code by `fast_exp`, so vectorizable on float32 (silu(x) is x times it)."""
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@overload(fast_sigmoid, inline="never", jit_options={"fastmath": {"contract"}})
+def _fast_sigmoid_numba(x):
+    if x != types.float32:
+        return lambda x: 1.0 / (1.0 + math.exp(-x))
+    return lambda x: np.float32(1.0) / (np.float32(1.0) + fast_exp(-x))
 
 
 @numba.njit(inline="always")

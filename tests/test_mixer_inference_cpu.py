@@ -13,7 +13,7 @@ from conftest import tiny_config
 from stretchysnake_hf import StretchySnakeForVideoClassification
 from stretchysnake_hf import mixer_inference_cpu as fused_ops
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
-from stretchysnake_hf.numba_math import fast_exp, fast_softplus, non_negative
+from stretchysnake_hf.numba_math import fast_exp, fast_sigmoid, fast_softplus, non_negative
 
 
 def _elementwise(function):
@@ -56,6 +56,14 @@ def test_fast_softplus_is_float32_accurate():
     assert np.all(_fast_softplus_all(np.array([-90.0, -1e30], dtype=np.float32)) < 2e-38)
     doubles = np.linspace(-700.0, 700.0, 10_001)
     np.testing.assert_allclose(_fast_softplus_all(doubles), np.logaddexp(0.0, doubles), rtol=1e-15, atol=0)
+
+
+def test_fast_sigmoid_is_float32_accurate():
+    values = np.linspace(-80.0, 80.0, 1_000_001, dtype=np.float32)
+    exact = 1.0 / (1.0 + np.exp(-values.astype(np.float64)))
+    assert (np.abs(_elementwise(fast_sigmoid)(values) - exact) / exact).max() < 3e-7
+    doubles = np.linspace(-700.0, 700.0, 10_001)
+    np.testing.assert_allclose(_elementwise(fast_sigmoid)(doubles), 1.0 / (1.0 + np.exp(-doubles)), rtol=1e-15, atol=0)
 
 
 def test_non_negative_keeps_every_index_below_2_to_the_32():

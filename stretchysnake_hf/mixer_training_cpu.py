@@ -15,9 +15,10 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
 - backward: out_proj by torch and the gate by a numba kernel, then per direction and chunk, in reverse scan order,
   the chunk's conv + silu (keeping the conv's output), x_proj and dt_proj are recomputed (cheap), a numba kernel
   recomputes the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
-  reverse-time scan (gradients of u, of dt before softplus, of B, C, A and D), torch matmuls take the gradients
-  through dt_proj and x_proj, torch's silu_backward through silu, and two numba kernels through the causal conv:
-  into x (one thread per token) and into its weight (one per block of channels).
+  reverse-time scan (gradients of u, of dt before softplus and of dt_proj's bias, of B, C, A and D), torch matmuls
+  take the gradients through dt_proj and x_proj, and two numba kernels through silu and the causal conv: into its
+  weight and bias (one thread per block of channels, which also applies silu's backward) and into x (one thread per
+  token).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
     u, dt, dt_raw, A, B, C, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw, grad_A, grad_D,
-    grad_B, grad_C,
+    grad_dt_bias, grad_B, grad_C,
 ):  # fmt: skip
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
     `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
@@ -95,7 +96,8 @@ def _scan_chunk_backward(
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
     grad_u (b, k, channels) through the scan and the skip, grad_dt_raw (b, k, channels) through the scan and
     softplus; grad_B, grad_C (b, blocks, k, n), one partial sum over its channels per block of `_CHANNEL_BLOCK`
-    channels. Accumulated: grad_A (b, channels, n) and grad_D (b, channels), float64.
+    channels (B and C may be strided views). Accumulated: grad_A (b, channels, n), grad_D and grad_dt_bias (the sum
+    of grad_dt_raw over the chunk's tokens) (b, channels), float64.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
     the stretches of `CHECKPOINT_STEPS` steps in reverse: recomputes a stretch's states and decays (n, block) per step
@@ -119,6 +121,7 @@ def _scan_chunk_backward(
         decays = np.empty((CHECKPOINT_STEPS, state_size, width), dtype=u.dtype)  # exp(dt A) of each step
         grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
         grad_D_block = np.zeros(width, dtype=u.dtype)
+        grad_dt_bias_block = np.zeros(width, dtype=u.dtype)
         grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t
         grad_dt_i = np.empty(width, dtype=u.dtype)
         for stretch in range(stretches - 1, -1, -1):
@@ -154,10 +157,13 @@ def _scan_chunk_backward(
                     grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
                     grad_u[b, i, c] = grad_dt_u[j] * dt[b, i, c] + D[c] * grad_y
                     softplus_derivative = fast_sigmoid(dt_raw[b, i, c])
-                    grad_dt_raw[b, i, c] = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
+                    grad_dt_raw_c = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
+                    grad_dt_raw[b, i, c] = grad_dt_raw_c
+                    grad_dt_bias_block[j] += grad_dt_raw_c
                     grad_D_block[j] += grad_y * u_j
         for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
+            grad_dt_bias[b, first + j] += grad_dt_bias_block[j]
             for n in range(state_size):
                 grad_state[b, first + j, n] = grad_h[n, j]
                 grad_A[b, first + j, n] += grad_A_block[n, j]
@@ -185,27 +191,37 @@ def _conv_input_backward(weight, grad_p, start, reverse, grad_x):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _conv_weight_backward(x, grad_p, start, reverse, grad_weight):
-    """Adds to grad_weight (b, W, channels), per batch element, the gradient of the causal conv's weight from the
-    tokens [start, start + k): sum_t grad_p[t] x[source of tap k at t]. x (b, length, channels); grad_p
-    (b, k, channels). One thread per (batch element, block of `_CHANNEL_BLOCK` channels)."""
+def _silu_conv_weight_backward(x, grad_u, pre_activation, start, reverse, grad_weight):
+    """The backward of u = silu(p) for the tokens [start, start + k) of the causal conv p (of `mixer_inference_cpu.
+    _causal_conv_silu`), given grad_u and p (b, k, channels): turns pre_activation into grad_p, the gradient of p,
+    in place, and adds to grad_weight (b, W + 1, channels), per batch element, the gradients of the conv's weight,
+    rows k < W: sum_t grad_p[t] x[source of tap k at t], and of its bias, row W: sum_t grad_p[t]. x (b, length,
+    channels). One thread per (batch element, block of `_CHANNEL_BLOCK` channels)."""
     batch, length, channels = x.shape
-    width = grad_weight.shape[1]
-    steps = grad_p.shape[1]
+    width = grad_weight.shape[1] - 1
+    steps = grad_u.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
         b = index // blocks
         first = non_negative(index % blocks) * _CHANNEL_BLOCK
         block_width = min(first + _CHANNEL_BLOCK, channels) - first
-        block = np.zeros((width, block_width), dtype=x.dtype)
+        block = np.zeros((width + 1, block_width), dtype=x.dtype)
+        grad_p = np.empty(block_width, dtype=x.dtype)
         for i in range(steps):
+            for j in range(block_width):
+                p = pre_activation[b, i, first + j]
+                sigmoid = fast_sigmoid(p)
+                grad_p[j] = grad_u[b, i, first + j] * sigmoid * (np.float32(1.0) + p * (np.float32(1.0) - sigmoid))
+            for j in range(block_width):
+                pre_activation[b, i, first + j] = grad_p[j]
+                block[width, j] += grad_p[j]
             t = start + i
             for k in range(width):
                 source = t + (width - 1) - k if reverse else t - (width - 1) + k
                 if 0 <= source < length:
                     for j in range(block_width):
-                        block[k, j] += grad_p[b, i, first + j] * x[b, source, first + j]
-        for k in range(width):
+                        block[k, j] += grad_p[j] * x[b, source, first + j]
+        for k in range(width + 1):
             for j in range(block_width):
                 grad_weight[b, k, first + j] += block[k, j]
 
@@ -232,18 +248,20 @@ def _compile_backward_kernels() -> None:
     batch, length, channels, state_size, width = 1, 3, 4, 2, 2
     u, grad_u, grad_dt = (np.zeros((batch, length, channels), np.float32) for _ in range(3))
     vector = np.zeros(channels, np.float32)
-    B = np.zeros((batch, length, state_size), np.float32)
     saved = np.zeros((1, batch, channels, state_size), np.float32)
     grad_state = np.zeros((batch, channels, state_size), np.float32)
     grad_A, grad_D = np.zeros((batch, channels, state_size)), np.zeros((batch, channels))
     grad_B = np.zeros((batch, 1, length, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
+    x_dbl = np.zeros((batch, length, 1 + 2 * state_size), np.float32)
+    B_view, C_view = x_dbl[:, :, 1 : 1 + state_size], x_dbl[:, :, 1 + state_size :]  # views of x_proj's output
     _scan_chunk_backward(
-        u, u, u, A, B, B, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_B, grad_B
-    )
+        u, u, u, A, B_view, C_view, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_D,
+        grad_B, grad_B,
+    )  # fmt: skip
     weight = np.zeros((width, channels), np.float32)
     _conv_input_backward(weight, grad_u, 0, False, grad_dt)
-    _conv_weight_backward(u, grad_u, 0, False, np.zeros((batch, width, channels), np.float32))
+    _silu_conv_weight_backward(u, grad_u, grad_dt, 0, False, np.zeros((batch, width + 1, channels), np.float32))
     _silu_gate_backward(u, u, grad_u, grad_dt, grad_dt)
 
 
@@ -264,17 +282,16 @@ def _direction_backward(
     time_step_rank = weights.dt_proj_weight.shape[1]
     blocks = _blocks(channels)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
-    grad_conv_weight = x.new_zeros(batch, *conv_weight.shape)
-    grad_conv_bias = torch.zeros_like(weights.conv_bias)
+    conv_width = conv_weight.shape[0]
+    grad_conv = x.new_zeros(batch, conv_width + 1, channels)  # per batch element: the weight's W rows, the bias
     grad_A = torch.zeros(batch, channels, state_size, dtype=torch.float64)
-    grad_D = torch.zeros(batch, channels, dtype=torch.float64)
+    grad_D, grad_dt_bias = (torch.zeros(batch, channels, dtype=torch.float64) for _ in range(2))
     grad_x_proj = torch.zeros_like(weights.x_proj_weight)
     # accumulated transposed, (dt_rank, channels): torch's addmm_ into (channels, dt_rank) took 4x as long
     grad_dt_proj_t = weights.dt_proj_weight.new_zeros(time_step_rank, channels)
-    grad_dt_bias = torch.zeros_like(weights.dt_proj_bias)
     grad_state = x.new_zeros(batch, channels, state_size)
     x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
-    accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D)]
+    accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D, grad_dt_bias)]
     starts = _chunk_starts(length, chunk, reverse)
     for index in reversed(range(len(starts))):  # the chunks in reverse scan order
         start = starts[index]
@@ -289,28 +306,25 @@ def _direction_backward(
         dt = torch.empty_like(dt_raw)
         _softplus(dt_raw.numpy(), dt.numpy())
         _scan_chunk_backward(
-            u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.contiguous().numpy(), C.contiguous().numpy(), D,
-            grad_sum.numpy(), start, reverse, checkpoints[index].numpy(), accumulated[0], grad_u.numpy(),
-            grad_dt_raw.numpy(), *accumulated[1:], grad_B.numpy(), grad_C.numpy(),
+            u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, grad_sum.numpy(), start, reverse,
+            checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(), *accumulated[1:],
+            grad_B.numpy(), grad_C.numpy(),
         )  # fmt: skip
         grad_dt_raw = grad_dt_raw.flatten(0, 1)  # (b k, channels)
         grad_x_dbl = torch.cat([grad_dt_raw @ weights.dt_proj_weight, grad_B.sum(1).flatten(0, 1), grad_C.sum(1).flatten(0, 1)], dim=-1)  # fmt: skip
         grad_dt_proj_t.addmm_(time_step.flatten(0, 1).t(), grad_dt_raw)
-        grad_dt_bias += grad_dt_raw.sum(0)
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
-        grad_p = torch.ops.aten.silu_backward(grad_u, pre_activation)  # through silu, to the conv's output
-        grad_conv_bias += grad_p.sum((0, 1))
-        _conv_input_backward(conv_weight, grad_p.numpy(), start, reverse, grad_x.numpy())
-        _conv_weight_backward(x_np, grad_p.numpy(), start, reverse, grad_conv_weight.numpy())
+        grad_p = pre_activation.numpy()  # becomes the gradient of the conv's output, through silu
+        _silu_conv_weight_backward(x_np, grad_u.numpy(), grad_p, start, reverse, grad_conv.numpy())
+        _conv_input_backward(conv_weight, grad_p, start, reverse, grad_x.numpy())
+    grad_conv = grad_conv.sum(0)
     return MambaDirectionWeights(
-        grad_conv_weight.sum(0).t(),
-        grad_conv_bias,
+        grad_conv[:conv_width].t(),
+        grad_conv[conv_width],
         grad_x_proj,
         grad_dt_proj_t.t(),
-        grad_dt_bias,
-        grad_A.sum(0).float(),
-        grad_D.sum(0).float(),
+        *(gradient.sum(0).float() for gradient in (grad_dt_bias, grad_A, grad_D)),
     )
 
 

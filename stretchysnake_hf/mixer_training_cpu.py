@@ -15,10 +15,10 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
 - backward: out_proj by torch and the gate by a numba kernel, then per direction and chunk, in reverse scan order,
   the chunk's conv + silu (keeping the conv's output), x_proj and dt_proj are recomputed (cheap), a numba kernel
   recomputes the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
-  reverse-time scan (gradients of u, of dt before softplus and of dt_proj's bias, of B, C, A and D), torch matmuls
-  take the gradients through dt_proj and x_proj, and two numba kernels through silu and the causal conv: into its
-  weight and bias (one thread per block of channels, which also applies silu's backward) and into x (one thread per
-  token).
+  reverse-time scan (gradients of u, of dt before softplus and of dt_proj's bias, of x_proj's output through B, C
+  and dt_proj, of A and D), torch matmuls take the gradients of dt_proj's and x_proj's weights and through x_proj,
+  and two numba kernels through silu and the causal conv: into its weight and bias (one thread per block of
+  channels, which also applies silu's backward) and into x (one thread per token).
 """
 
 from __future__ import annotations
@@ -81,30 +81,34 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
-    u, dt, dt_raw, A, B, C, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw, grad_A, grad_D,
-    grad_dt_bias, grad_B, grad_C,
+    u, dt, dt_raw, A, B, C, D, dt_proj_weight_t, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw,
+    grad_A, grad_D, grad_dt_bias, partials, grad_x_dbl,
 ):  # fmt: skip
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
     `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
-    u, dt (b, k, channels), with dt = softplus(dt_raw); A (channels, n); B, C (b, k, n); D (channels); grad_sum (b,
-    length, channels); saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ...
+    u, dt (b, k, channels), with dt = softplus(dt_raw) and dt_raw = time_step dt_proj^T + bias; A (channels, n); B, C
+    (b, k, n), views of x_dbl = (time_step, B, C), x_proj's output; D (channels); dt_proj_weight_t (r, channels);
+    grad_sum (b, length, channels); saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`,
+    2 `CHECKPOINT_STEPS`, ...
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
     grad_u (b, k, channels) through the scan and the skip, grad_dt_raw (b, k, channels) through the scan and
-    softplus; grad_B, grad_C (b, blocks, k, n), one partial sum over its channels per block of `_CHANNEL_BLOCK`
-    channels (B and C may be strided views). Accumulated: grad_A (b, channels, n), grad_D and grad_dt_bias (the sum
-    of grad_dt_raw over the chunk's tokens) (b, channels), float64.
+    softplus, grad_x_dbl (b, k, r + 2 n), the gradient of x_dbl: of time_step through dt_proj, of B and of C.
+    Accumulated: grad_A (b, channels, n), grad_D and grad_dt_bias (the sum of grad_dt_raw over the chunk's tokens)
+    (b, channels), float64. partials (b, blocks, k, r + 2 n) is scratch.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
     the stretches of `CHECKPOINT_STEPS` steps in reverse: recomputes a stretch's states and decays (n, block) per step
-    from its stored state, and runs the reverse recurrence over them.
+    from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over channels: each thread
+    writes its block's partial sums, and a second parallel loop, one thread per (batch element, token), adds them.
     """
     batch, steps, channels = u.shape
     state_size = A.shape[1]
+    rank = dt_proj_weight_t.shape[0]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     stretches = (steps + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
     for index in numba.prange(batch * blocks):
@@ -150,8 +154,8 @@ def _scan_chunk_backward(
                         grad_dt_i[j] += grad_decay * A_t[n, j]
                         grad_A_block[n, j] += grad_decay * dt_j
                         grad_h[n, j] = g * decays[k, n, j]
-                    grad_B[b, block, i, n] = sum_B
-                    grad_C[b, block, i, n] = sum_C
+                    partials[b, block, i, rank + n] = sum_B
+                    partials[b, block, i, rank + state_size + n] = sum_C
                 for j in range(width):
                     c = first + j
                     grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
@@ -161,12 +165,25 @@ def _scan_chunk_backward(
                     grad_dt_raw[b, i, c] = grad_dt_raw_c
                     grad_dt_bias_block[j] += grad_dt_raw_c
                     grad_D_block[j] += grad_y * u_j
+                for r in range(rank):
+                    sum_time_step = np.float32(0.0)
+                    for j in range(width):
+                        sum_time_step += grad_dt_raw[b, i, first + j] * dt_proj_weight_t[r, first + j]
+                    partials[b, block, i, r] = sum_time_step
         for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
             grad_dt_bias[b, first + j] += grad_dt_bias_block[j]
             for n in range(state_size):
                 grad_state[b, first + j, n] = grad_h[n, j]
                 grad_A[b, first + j, n] += grad_A_block[n, j]
+    columns = partials.shape[3]
+    for index in numba.prange(batch * steps):
+        b, i = index // steps, index % steps
+        for column in range(columns):
+            grad_x_dbl[b, i, column] = partials[b, 0, i, column]
+        for block in range(1, blocks):
+            for column in range(columns):
+                grad_x_dbl[b, i, column] += partials[b, block, i, column]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -251,13 +268,14 @@ def _compile_backward_kernels() -> None:
     saved = np.zeros((1, batch, channels, state_size), np.float32)
     grad_state = np.zeros((batch, channels, state_size), np.float32)
     grad_A, grad_D = np.zeros((batch, channels, state_size)), np.zeros((batch, channels))
-    grad_B = np.zeros((batch, 1, length, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
     x_dbl = np.zeros((batch, length, 1 + 2 * state_size), np.float32)
     B_view, C_view = x_dbl[:, :, 1 : 1 + state_size], x_dbl[:, :, 1 + state_size :]  # views of x_proj's output
+    dt_proj_weight_t = np.zeros((1, channels), np.float32)
+    partials = np.zeros((batch, 1, *x_dbl.shape[1:]), np.float32)
     _scan_chunk_backward(
-        u, u, u, A, B_view, C_view, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A, grad_D, grad_D,
-        grad_B, grad_B,
+        u, u, u, A, B_view, C_view, vector, dt_proj_weight_t, u, 0, False, saved, grad_state, grad_u, grad_dt,
+        grad_A, grad_D, grad_D, partials, x_dbl,
     )  # fmt: skip
     weight = np.zeros((width, channels), np.float32)
     _conv_input_backward(weight, grad_u, 0, False, grad_dt)
@@ -291,6 +309,7 @@ def _direction_backward(
     grad_dt_proj_t = weights.dt_proj_weight.new_zeros(time_step_rank, channels)
     grad_state = x.new_zeros(batch, channels, state_size)
     x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
+    dt_proj_weight_t = weights.dt_proj_weight.t().contiguous().numpy()  # (dt_rank, channels)
     accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D, grad_dt_bias)]
     starts = _chunk_starts(length, chunk, reverse)
     for index in reversed(range(len(starts))):  # the chunks in reverse scan order
@@ -301,18 +320,17 @@ def _direction_backward(
         x_dbl = F.linear(u, weights.x_proj_weight)  # (b, k, dt_rank + 2 d_state)
         time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
         dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
-        grad_u, grad_dt_raw = torch.empty_like(u), torch.empty_like(u)
-        grad_B, grad_C = (u.new_empty(batch, blocks, stop - start, state_size) for _ in range(2))
-        dt = torch.empty_like(dt_raw)
+        grad_u, grad_dt_raw, dt = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
+        grad_x_dbl = torch.empty_like(x_dbl)
+        partials = np.empty((batch, blocks, *x_dbl.shape[1:]), np.float32)
         _softplus(dt_raw.numpy(), dt.numpy())
         _scan_chunk_backward(
-            u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, grad_sum.numpy(), start, reverse,
-            checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(), *accumulated[1:],
-            grad_B.numpy(), grad_C.numpy(),
+            u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, dt_proj_weight_t, grad_sum.numpy(),
+            start, reverse, checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
+            *accumulated[1:], partials, grad_x_dbl.numpy(),
         )  # fmt: skip
-        grad_dt_raw = grad_dt_raw.flatten(0, 1)  # (b k, channels)
-        grad_x_dbl = torch.cat([grad_dt_raw @ weights.dt_proj_weight, grad_B.sum(1).flatten(0, 1), grad_C.sum(1).flatten(0, 1)], dim=-1)  # fmt: skip
-        grad_dt_proj_t.addmm_(time_step.flatten(0, 1).t(), grad_dt_raw)
+        grad_x_dbl = grad_x_dbl.flatten(0, 1)  # (b k, dt_rank + 2 d_state)
+        grad_dt_proj_t.addmm_(time_step.flatten(0, 1).t(), grad_dt_raw.flatten(0, 1))
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
         grad_p = pre_activation.numpy()  # becomes the gradient of the conv's output, through silu

@@ -8,7 +8,10 @@ fresh process:
 - next to 1 and 2 busy processes (`while True: pass` in Python);
 - next to a stream of short-lived processes (a loop starting `python -c pass` one after another), which is what a
   test runner, a build or a shell script does to a machine;
-- alone with 1 thread (torch and numba), for the thread scaling of the step.
+- alone with 1 thread (torch and numba), for the thread scaling of the step;
+- alone, with 1 and with all threads, on a batch of one 1-frame clip (17 tokens instead of 1032): the step's fixed
+  cost (Python, dispatch, kernel launches, the optimizer), which threads cannot shrink. With S that time and T1 the
+  step's on 1 thread, no thread count n makes the step faster than S + (T1 - S) / n (Amdahl's law), the bound printed.
 
 Every scenario runs twice, side by side: with all threads throughout (what training did before), and with
 `stretchysnake_hf.cpu_sharing.CpuShare` updating the threads before each step (what `FlexibleTrainer` does on CPU).
@@ -44,9 +47,10 @@ _CHURN = (
 )
 
 
-def worker(steps: int, warmup: int, threads: int | None, share: bool) -> dict:
-    """The demo model's training step, timed `steps` times after `warmup` steps, in this process. With `share`, each
-    step first calls `CpuShare.update()` as `FlexibleTrainer` does, and warm-up lasts until it has measured twice."""
+def worker(steps: int, warmup: int, threads: int | None, share: bool, batch: int = 8, frames: int = 8) -> dict:
+    """The demo model's training step on `batch` clips of `frames` frames, timed `steps` times after `warmup` steps,
+    in this process. With `share`, each step first calls `CpuShare.update()` as `FlexibleTrainer` does, and warm-up
+    lasts until it has measured twice."""
     import torch
 
     from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
@@ -68,8 +72,8 @@ def worker(steps: int, warmup: int, threads: int | None, share: bool) -> dict:
     )
     model = StretchySnakeForVideoClassification(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # the Trainer's default, adamw_torch_fused
-    pixel_values = torch.randn(8, 8, 3, 64, 64)
-    labels = torch.arange(8) % 10
+    pixel_values = torch.randn(batch, frames, 3, 64, 64)
+    labels = torch.arange(batch) % 10
 
     def step() -> None:
         if cpu_share is not None:
@@ -104,15 +108,24 @@ def _start(code: str, seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code.format(seconds=seconds)])
 
 
-def _measure(args: argparse.Namespace, neighbours: list[str], threads: int | None, share: bool = False) -> dict:
-    """Starts the neighbours, waits a moment so they are running, runs the step in a fresh process (with `threads`
-    torch and numba threads, when given; with `CpuShare` when `share`), stops them."""
+def _measure(
+    args: argparse.Namespace,
+    neighbours: list[str],
+    threads: int | None,
+    share: bool = False,
+    clips: int = 8,
+    frames: int = 8,
+) -> dict:
+    """Starts the neighbours, waits a moment so they are running, runs the step on `clips` clips of `frames` frames
+    in a fresh process (with `threads` torch and numba threads, when given; with `CpuShare` when `share`), stops
+    them."""
     started = [_start(code, args.neighbour_seconds) for code in neighbours]
     try:
         if started:
             time.sleep(1.0)
         env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
         command = [sys.executable, __file__, "--worker", "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        command += ["--batch", str(clips), "--frames", str(frames)]
         if share:
             command.append("--share")
         if threads is not None:
@@ -138,9 +151,11 @@ def main() -> None:
     parser.add_argument("--scenarios", type=int, default=4, help="run the first N scenarios only (1: alone)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.steps, args.warmup, args.threads, args.share)))
+        print(json.dumps(worker(args.steps, args.warmup, args.threads, args.share, args.batch, args.frames)))
         return
 
     scenarios = {
@@ -155,6 +170,7 @@ def main() -> None:
         for name in names
     ]
     one_thread = _measure(args, [], 1) if args.threads != 1 else rows[0][1]
+    fixed_one, fixed_all = (_measure(args, [], threads, clips=1, frames=1) for threads in (1, args.threads))
     alone, alone_shared = rows[0][1]["median"], rows[0][2]["median"]
     load = os.getloadavg()
     print(
@@ -176,6 +192,12 @@ def main() -> None:
         f"\nCpuShare alone costs {alone_shared / alone:.3f}x the time of all threads. Thread scaling, alone: 1 thread "
         f"{one_thread['median'] * 1e3:.0f} ms, {rows[0][1]['threads']} threads {alone * 1e3:.0f} ms: "
         f"{one_thread['median'] / alone:.2f}x. Slowdowns are against the time alone with all threads."
+    )
+    serial, single, threads = fixed_one["median"], one_thread["median"], rows[0][1]["threads"]
+    print(
+        f"Fixed cost: the step on one 1-frame clip takes {serial * 1e3:.1f} ms on 1 thread, "
+        f"{fixed_all['median'] * 1e3:.1f} ms on {fixed_all['threads']}; with it, {threads} threads can make the step "
+        f"at most {single / (serial + (single - serial) / threads):.2f}x faster than 1 thread (Amdahl's law)."
     )
 
 

@@ -170,7 +170,8 @@ def main() -> None:
         for name in names
     ]
     one_thread = _measure(args, [], 1) if args.threads != 1 else rows[0][1]
-    fixed_one, fixed_all = (_measure(args, [], threads, clips=1, frames=1) for threads in (1, args.threads))
+    fixed_one = _measure(args, [], 1, clips=1, frames=1)
+    fixed_all = _measure(args, [], args.threads, clips=1, frames=1) if args.threads != 1 else fixed_one
     alone, alone_shared = rows[0][1]["median"], rows[0][2]["median"]
     load = os.getloadavg()
     print(

@@ -45,7 +45,7 @@ from .mixer_inference_cpu import (
     _silu_gate,
     _softplus,
 )
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_sigmoid, non_negative
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_sigmoid, non_negative, silu_derivative
 from .scan_numba import numba_threads_per_process
 
 # Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
@@ -227,8 +227,7 @@ def _silu_conv_weight_backward(x, grad_u, pre_activation, start, reverse, grad_w
         for i in range(steps):
             for j in range(block_width):
                 p = pre_activation[b, i, first + j]
-                sigmoid = fast_sigmoid(p)
-                grad_p[j] = grad_u[b, i, first + j] * sigmoid * (np.float32(1.0) + p * (np.float32(1.0) - sigmoid))
+                grad_p[j] = grad_u[b, i, first + j] * silu_derivative(p, fast_sigmoid(p))
             for j in range(block_width):
                 pre_activation[b, i, first + j] = grad_p[j]
                 block[width, j] += grad_p[j]
@@ -255,7 +254,7 @@ def _silu_gate_backward(z, summed, grad_gated, gated, grad_z):
             sigmoid = fast_sigmoid(z_c)
             silu = z_c * sigmoid
             gated[b, t, c] = summed_c * silu
-            grad_z[b, t, c] = grad_c * summed_c * sigmoid * (np.float32(1.0) + z_c * (np.float32(1.0) - sigmoid))
+            grad_z[b, t, c] = grad_c * summed_c * silu_derivative(z_c, sigmoid)
             grad_gated[b, t, c] = grad_c * silu
 
 

@@ -1,6 +1,6 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
 """What the mixer's numba kernels share: `fast_exp`, `fast_softplus` and `fast_sigmoid`, which numba can vectorize,
-`non_negative` for block offsets, and `compiled_once_under_lock`.
+`silu_derivative`, `non_negative` for block offsets, and `compiled_once_under_lock`.
 
 The kernels index arrays directly (`x[b, t, c]`) inside their parallel loops rather than taking views (`x[b, t]`):
 numba counts references to a view's parent with atomic operations on one counter that every thread shares, and a
@@ -131,6 +131,14 @@ def _fast_sigmoid_numba(x):
     if x != types.float32:
         return lambda x: 1.0 / (1.0 + math.exp(-x))
     return lambda x: np.float32(1.0) / (np.float32(1.0) + fast_exp(-x))
+
+
+@numba.njit(inline="always")
+def silu_derivative(x: float, sigmoid: float) -> float:
+    """d/dx x sigmoid(x), given sigmoid = sigmoid(x) (which the kernels also need for silu itself). float32 constants:
+    a float64 1.0 would turn float32 kernels into float64 code at half the SIMD width."""
+    one = np.float32(1.0)
+    return sigmoid * (one + x * (one - sigmoid))
 
 
 @numba.njit(inline="always")

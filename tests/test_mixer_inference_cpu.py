@@ -13,7 +13,7 @@ from conftest import tiny_config
 from stretchysnake_hf import StretchySnakeForVideoClassification
 from stretchysnake_hf import mixer_inference_cpu as fused_ops
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
-from stretchysnake_hf.numba_math import fast_exp, fast_sigmoid, fast_softplus, non_negative
+from stretchysnake_hf.numba_math import fast_exp, fast_sigmoid, fast_softplus, non_negative, silu_derivative
 
 
 def _elementwise(function):
@@ -64,6 +64,23 @@ def test_fast_sigmoid_is_float32_accurate():
     assert (np.abs(_elementwise(fast_sigmoid)(values) - exact) / exact).max() < 3e-7
     doubles = np.linspace(-700.0, 700.0, 10_001)
     np.testing.assert_allclose(_elementwise(fast_sigmoid)(doubles), 1.0 / (1.0 + np.exp(-doubles)), rtol=1e-15, atol=0)
+
+
+@numba.njit
+def _silu_derivative_at(x):
+    return silu_derivative(x, fast_sigmoid(x))
+
+
+def test_silu_derivative_is_the_gradient_of_silu_and_keeps_float32():
+    doubles = torch.linspace(-40.0, 40.0, 100_001, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.silu(doubles).sum().backward()
+    exact = doubles.grad.numpy()
+    np.testing.assert_allclose(
+        _elementwise(_silu_derivative_at)(doubles.detach().numpy()), exact, rtol=1e-12, atol=1e-15
+    )
+    singles = _elementwise(_silu_derivative_at)(doubles.detach().numpy().astype(np.float32))
+    assert singles.dtype == np.float32
+    np.testing.assert_allclose(singles, exact, rtol=0, atol=1e-6)
 
 
 def test_non_negative_keeps_every_index_below_2_to_the_32():

@@ -36,7 +36,16 @@ except ImportError as error:
 
     raise ImportError(NUMBA_MISSING) from error
 
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_sigmoid, fast_softplus, non_negative
+from .numba_math import (
+    FASTMATH,
+    compiled_once_under_lock,
+    fast_exp,
+    fast_sigmoid,
+    fast_softplus,
+    flush_denormals,
+    non_negative,
+    restore_float_mode,
+)
 from .scan_numba import numba_threads_per_process
 
 # Tokens per chunk: the chunk's (batch, tokens, channels) temporaries stay about this many elements (1 MiB).
@@ -144,6 +153,7 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, check
     state_size = A.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
+        mode = flush_denormals()
         b = index // blocks
         first = non_negative(index % blocks) * _CHANNEL_BLOCK
         width = min(first + _CHANNEL_BLOCK, channels) - first
@@ -173,6 +183,7 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, check
         for j in range(width):
             for n in range(state_size):
                 state[b, first + j, n] = h[j, n]
+        restore_float_mode(mode)
 
 
 @compiled_once_under_lock

@@ -45,7 +45,16 @@ from .mixer_inference_cpu import (
     _silu_gate,
     _softplus,
 )
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, fast_sigmoid, non_negative, silu_derivative
+from .numba_math import (
+    FASTMATH,
+    compiled_once_under_lock,
+    fast_exp,
+    fast_sigmoid,
+    flush_denormals,
+    non_negative,
+    restore_float_mode,
+    silu_derivative,
+)
 from .scan_numba import numba_threads_per_process
 
 # Channels that one thread of the backward kernels takes at a time. The kernels' innermost loops run over them (they
@@ -112,6 +121,7 @@ def _scan_chunk_backward(
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     stretches = (steps + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
     for index in numba.prange(batch * blocks):
+        mode = flush_denormals()
         b, block = index // blocks, index % blocks
         first = non_negative(block) * _CHANNEL_BLOCK
         width = min(first + _CHANNEL_BLOCK, channels) - first
@@ -176,6 +186,7 @@ def _scan_chunk_backward(
             for n in range(state_size):
                 grad_state[b, first + j, n] = grad_h[n, j]
                 grad_A[b, first + j, n] += grad_A_block[n, j]
+        restore_float_mode(mode)
     columns = partials.shape[3]
     for index in numba.prange(batch * steps):
         b, i = index // steps, index % steps

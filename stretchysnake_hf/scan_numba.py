@@ -20,7 +20,7 @@ except ImportError as error:
 
     raise ImportError(NUMBA_MISSING) from error
 
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp
+from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, flush_denormals, restore_float_mode
 from .selective_scan import scan_chunk_length
 
 
@@ -32,6 +32,7 @@ def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
     """
     batch, channels, state_size = state.shape
     for index in numba.prange(batch * channels):
+        mode = flush_denormals()
         b, d = index // channels, index % channels
         for t in range(start, stop):
             dt_t = dt[b, d, t]
@@ -42,6 +43,7 @@ def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
                 state[b, d, n] = h
                 y_t += h * C[b, t, n]
             y[b, d, t] = y_t
+        restore_float_mode(mode)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -60,6 +62,7 @@ def _scan_chunk_backward(
     steps = stop - start
     groups = grad_B.shape[1]
     for index in numba.prange(batch * groups):
+        mode = flush_denormals()
         b, group = index // groups, index % groups
         states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{stop-1}
         decays = np.empty((steps, state_size), dtype=u.dtype)  # exp(dt_t A) of the chunk's steps
@@ -89,6 +92,7 @@ def _scan_chunk_backward(
                     grad_state[b, d, n] = grad_h * decays[i, n]
                 grad_u[b, d, t] = grad_dt_u * dt_t
                 grad_dt[b, d, t] = grad_dt_t + grad_dt_u * u_t
+        restore_float_mode(mode)
 
 
 @compiled_once_under_lock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import platform
 
 import numba
 import numpy as np
@@ -13,7 +14,21 @@ from conftest import tiny_config
 from stretchysnake_hf import StretchySnakeForVideoClassification
 from stretchysnake_hf import mixer_inference_cpu as fused_ops
 from stretchysnake_hf.modeling_stretchysnake import StretchySnakeMixer
-from stretchysnake_hf.numba_math import fast_exp, fast_sigmoid, fast_softplus, non_negative, silu_derivative
+from stretchysnake_hf.numba_math import (
+    fast_exp,
+    fast_sigmoid,
+    fast_softplus,
+    flush_denormals,
+    non_negative,
+    restore_float_mode,
+    silu_derivative,
+)
+
+_SMALLEST_NORMAL = np.finfo(np.float32).tiny  # 1.2e-38: below it, float32 values are denormal
+
+
+def denormals(values: np.ndarray) -> int:
+    return int(((values != 0) & (np.abs(values) < _SMALLEST_NORMAL)).sum())
 
 
 def _elementwise(function):
@@ -88,6 +103,51 @@ def test_non_negative_keeps_every_index_below_2_to_the_32():
     converted = _elementwise(non_negative)(indices)
     assert converted.dtype == np.int64
     np.testing.assert_array_equal(converted, indices)
+
+
+@numba.njit(parallel=True)
+def _products(a, b, flush):
+    """a * b elementwise, one parallel iteration per element (so every numba thread runs some), under
+    `flush_denormals` with `flush`."""
+    out = np.empty_like(a)
+    for i in numba.prange(a.size):
+        mode = flush_denormals() if flush else np.int32(0)
+        out[i] = a[i] * b[i]
+        if flush:
+            restore_float_mode(mode)
+    return out
+
+
+def test_flush_denormals_zeroes_denormal_results_until_each_thread_restores_its_mode():
+    a, b = np.full(64, 1e-30, np.float32), np.full(64, 1e-10, np.float32)  # the exact product, 1e-40, is denormal
+    flushed, unflushed = _products(a, b, True), _products(a, b, False)
+    assert denormals(unflushed) == 64, "the threads kept flushing after restore_float_mode"
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert np.all(flushed == 0)
+    else:  # no MXCSR: flush_denormals does nothing
+        np.testing.assert_array_equal(flushed, unflushed)
+    assert denormals((torch.from_numpy(a) * torch.from_numpy(b)).numpy()) == 64  # torch in this thread: untouched
+
+
+def test_scan_kernel_flushes_states_that_decay_below_the_normal_range():
+    """One input at the first step, then the state decays by exp(-5) a step: from step 18 on, exactly, it is below
+    float32's normal range (the last representable denormal is near step 20)."""
+    batch, steps, channels, state_size = 1, 40, 3, 2
+    u = np.zeros((batch, steps, channels), np.float32)
+    u[:, 0] = 1.0
+    dt = np.ones_like(u)
+    A = np.full((channels, state_size), -5.0, np.float32)
+    B, C = (np.ones((batch, steps, state_size), np.float32) for _ in range(2))
+    state = np.zeros((batch, channels, state_size), np.float32)
+    out = np.zeros_like(u)
+    no_checkpoints = np.empty((0, batch, channels, state_size), np.float32)
+    fused_ops._scan_chunk(u, dt, A, B, C, np.zeros(channels, np.float32), 0, False, False, state, out, no_checkpoints)
+    exact = state_size * np.exp(-5.0 * np.arange(steps))  # y_t = <h_t, C_t>, h_t = exp(-5 t)
+    assert 0 < exact[18] < _SMALLEST_NORMAL  # the case runs through denormals
+    normal = exact >= _SMALLEST_NORMAL
+    np.testing.assert_allclose(out[0, normal, 0], exact[normal], rtol=1e-5)
+    assert denormals(out) == 0 and denormals(state) == 0
+    assert np.all(out[0, ~normal] == 0)
 
 
 def make_mixer(hidden_size: int = 36, seed: int = 0) -> StretchySnakeMixer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -77,6 +78,40 @@ def test_fused_gradients_match_a_float64_sequential_reference_across_chunks(
         assert gradient.dtype == torch.float32 and gradient.shape == expected[name].shape
         assert expected[name].abs().max() > 0, name
         assert_close_relative(gradient, expected[name], 1e-5, name)
+
+
+def test_fused_backward_flushes_a_state_gradient_that_decays_below_float32s_normal_range():
+    """The loss sees the last token only, as a classifier on the last layer's CLS token does. The gradient reaches the
+    earlier tokens through the forward direction's states, times exp(dt A) = exp(-5) a step, so it goes through
+    float32's denormal range (a microcode assist per operation on x86: that layer's backward scan ran 25x slower).
+    The kernels flush it: the input's gradient is exactly zero at the tokens where the float64 one is deep in the
+    denormal range (near its top, in_proj's backward, a torch matmul that does not flush, can still make denormals
+    out of normal values), and matches it where it is normal with room for float32's precision."""
+    mixer = make_mixer()
+    with torch.no_grad():
+        for A_log in (mixer.A_log, mixer.A_b_log):
+            A_log.fill_(math.log(5.0))
+        for dt_proj in (mixer.dt_proj, mixer.dt_proj_b):
+            dt_proj.weight.zero_()
+            dt_proj.bias.fill_(math.log(math.e - 1.0))  # dt = softplus(bias) = 1
+    generator = torch.Generator().manual_seed(1)
+    hidden_states = torch.randn(1, 40, mixer.hidden_size, generator=generator)
+    grad_output = torch.zeros_like(hidden_states)
+    grad_output[:, -1] = torch.randn(mixer.hidden_size, generator=generator)
+    reference = copy.deepcopy(mixer).double()
+    reference.scan_backend = "reference"
+    expected = output_and_gradients(reference, hidden_states.double(), grad_output.double())[1]["input"][0]
+
+    assert mixer.forward_path(hidden_states) == mixer.cpu_training_forward
+    fused = output_and_gradients(mixer, hidden_states, grad_output)[1]["input"][0]
+    token_scale = expected.abs().amax(-1)  # (tokens,)
+    smallest_normal = torch.finfo(torch.float32).tiny
+    smallest_denormal = 2.0**-149  # float32
+    deep = (token_scale > smallest_denormal * 2**4) & (token_scale < smallest_normal * 2**-6)
+    assert deep.sum() >= 2  # the case runs through denormals (here tokens 17 and 18 of 40)
+    assert (fused[deep] == 0).all()
+    for token in torch.nonzero(token_scale >= smallest_normal * 2**24).flatten().tolist():
+        assert_close_relative(fused[token], expected[token], 1e-5, f"token {token}")
 
 
 def test_fused_gradients_equal_the_autograd_path_and_do_not_depend_on_the_chunk_size(monkeypatch):

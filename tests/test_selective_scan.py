@@ -120,6 +120,37 @@ def test_numba_and_chunked_agree_and_stay_finite_at_64_frames_of_384_px():
         assert_relative_close(grads[name], expected_grads[name], 1e-4, f"grad of {name}")
 
 
+def test_numba_scan_flushes_states_and_gradients_below_float32s_normal_range():
+    """Input at the first step only, output gradient at the last step only: the state decays forward and its gradient
+    backward by exp(-5) a step, through float32's denormal range (x86 takes a microcode assist per operation on a
+    denormal), which the kernels flush to zero; above it they match the float64 reference."""
+    batch, channels, state_size, length = 1, 3, 2, 40
+    u = torch.zeros(batch, channels, length)
+    u[..., 0] = 1.0
+    inputs = {
+        "u": u,
+        "delta": torch.ones(batch, channels, length),
+        "A": torch.full((channels, state_size), -5.0),
+        "B": torch.ones(batch, state_size, length),
+        "C": torch.ones(batch, state_size, length),
+    }
+    smallest_normal = torch.finfo(torch.float32).tiny
+
+    def output_and_grad_u(backend: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        leaves = {name: t.to(dtype).requires_grad_() for name, t in inputs.items()}
+        out = selective_scan(**leaves, backend=backend)
+        (grad_u,) = torch.autograd.grad(out[..., -1].sum(), leaves["u"])
+        return out.detach(), grad_u
+
+    for result, expected in zip(
+        output_and_grad_u("numba", torch.float32), output_and_grad_u("reference", torch.float64), strict=True
+    ):
+        assert ((expected > 0) & (expected < smallest_normal)).any()  # the case runs through denormals
+        normal = expected.abs() >= smallest_normal
+        torch.testing.assert_close(result[normal].double(), expected[normal], rtol=1e-5, atol=0)
+        assert (result[~normal] == 0).all()
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_memory_never_holds_a_length_x_channels_x_state_tensor(backend):
     """Neither the tensors saved for backward nor any allocation of the forward and backward passes reach

@@ -44,6 +44,7 @@ from .numba_math import (
     fast_softplus,
     flush_denormals,
     non_negative,
+    prefer_512_bit_vectors,
     restore_float_mode,
 )
 from .scan_numba import numba_threads_per_process
@@ -57,8 +58,10 @@ def _chunk_tokens(batch: int, channels: int) -> int:
     return max(64, _CHUNK_ELEMENTS // (batch * channels) // 64 * 64)
 
 
-# Channels that one thread of the scan takes at a time, each with its (d_state,) state.
-_CHANNEL_BLOCK = 16
+# Channels that one thread of the scan takes at a time, the first of these that gives every thread two blocks, else
+# the last (`_scan_block`). Its loops run over a block's channels: over 64, with 512-bit vectors, the scan ran 1.45x
+# as fast as over 16, and over 32 1.06x slower than over 64.
+_CHANNEL_BLOCKS = (64, 32, 16)
 
 # Steps between the states the training path keeps: its backward recomputes the states of one such stretch at a time
 # from the state before it, and a stretch's (steps, d_state, 64 channels) states and decays, 512 KiB each, stay in a
@@ -139,7 +142,7 @@ def _silu_gate(y, y_start, z, z_start, out):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, checkpoints):
+def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, checkpoints, block):
     """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t
@@ -147,43 +150,61 @@ def _scan_chunk(u, dt, A, B, C, D, start, reverse, accumulate, state, out, check
     u, dt (b, k, channels) the chunk's conv output and time steps (softplus applied); A (channels, n); B, C (b, k, n);
     D (channels). state (b, channels, n): h before the chunk on entry, after it on return. y_t is written (or with
     `accumulate` added) to out[:, start + i] (out: b, length, channels). checkpoints (s, b, channels, n): unless s is
-    0, h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ... is stored there.
+    0, h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ... is stored there. One thread per (batch
+    element, block of `block` channels).
     """
     batch, steps, channels = u.shape
     state_size = A.shape[1]
-    blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    blocks = (channels + block - 1) // block
     for index in numba.prange(batch * blocks):
         mode = flush_denormals()
+        prefer_512_bit_vectors()
         b = index // blocks
-        first = non_negative(index % blocks) * _CHANNEL_BLOCK
-        width = min(first + _CHANNEL_BLOCK, channels) - first
-        h = np.empty((width, state_size), dtype=u.dtype)  # the block's states stay in one small array (cache)
-        for j in range(width):
-            for n in range(state_size):
-                h[j, n] = state[b, first + j, n]
+        first = non_negative(index % blocks * block)
+        width = min(first + block, channels) - first
+        # (n, width), the inner loops over channels: y sums over n without horizontal adds
+        h = np.empty((state_size, width), dtype=u.dtype)
+        A_t = np.empty((state_size, width), dtype=u.dtype)
+        y = np.empty(width, dtype=u.dtype)
+        dt_u = np.empty(width, dtype=u.dtype)
+        for n in range(state_size):
+            for j in range(width):
+                h[n, j] = state[b, first + j, n]
+                A_t[n, j] = A[first + j, n]
         for step in range(steps):
             if checkpoints.shape[0] > 0 and step % CHECKPOINT_STEPS == 0:
                 for j in range(width):
                     for n in range(state_size):
-                        checkpoints[step // CHECKPOINT_STEPS, b, first + j, n] = h[j, n]
+                        checkpoints[step // CHECKPOINT_STEPS, b, first + j, n] = h[n, j]
             i = steps - 1 - step if reverse else step
             for j in range(width):
-                c = first + j
-                dt_c, u_c = dt[b, i, c], u[b, i, c]
-                dt_u = dt_c * u_c
-                y = D[c] * u_c
-                for n in range(state_size):
-                    h_n = fast_exp(dt_c * A[c, n]) * h[j, n] + dt_u * B[b, i, n]
-                    h[j, n] = h_n
-                    y += h_n * C[b, i, n]
-                if accumulate:
-                    out[b, start + i, c] += y
-                else:
-                    out[b, start + i, c] = y
+                dt_u[j] = dt[b, i, first + j] * u[b, i, first + j]
+                y[j] = D[first + j] * u[b, i, first + j]
+            for n in range(state_size):
+                B_n, C_n = B[b, i, n], C[b, i, n]
+                for j in range(width):
+                    h_n = fast_exp(dt[b, i, first + j] * A_t[n, j]) * h[n, j] + dt_u[j] * B_n
+                    h[n, j] = h_n
+                    y[j] += h_n * C_n
+            if accumulate:
+                for j in range(width):
+                    out[b, start + i, first + j] += y[j]
+            else:
+                for j in range(width):
+                    out[b, start + i, first + j] = y[j]
         for j in range(width):
             for n in range(state_size):
-                state[b, first + j, n] = h[j, n]
+                state[b, first + j, n] = h[n, j]
         restore_float_mode(mode)
+
+
+def _scan_block(batch: int, channels: int, threads: int) -> int:
+    """The channels per block of `_scan_chunk`: the first of `_CHANNEL_BLOCKS` that gives each of `threads` threads
+    two blocks, else the smallest."""
+    for block in _CHANNEL_BLOCKS:
+        if batch * -(-channels // block) >= 2 * threads:
+            return block
+    return _CHANNEL_BLOCKS[-1]
 
 
 @compiled_once_under_lock
@@ -198,7 +219,7 @@ def _compile_kernels() -> None:
     B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
-    _scan_chunk(x, x, A, B, B, vector, 0, False, False, state, out, state[np.newaxis])
+    _scan_chunk(x, x, A, B, B, vector, 0, False, False, state, out, state[np.newaxis], _CHANNEL_BLOCKS[-1])
 
 
 def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
@@ -230,6 +251,7 @@ def _scan_direction(
     per_chunk = checkpoints_per_chunk(min(chunk, length)) if keep_checkpoints else 0
     checkpoints = x.new_empty(len(starts), per_chunk, batch, channels, state_size)
     no_pre_activation = np.empty((batch, 0, channels), np.float32)
+    block = _scan_block(batch, channels, numba.get_num_threads())
     for index, start in enumerate(starts):
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
@@ -239,7 +261,7 @@ def _scan_direction(
         _softplus(dt.numpy(), dt.numpy())
         _scan_chunk(
             u.numpy(), dt.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
-            weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(), checkpoints[index].numpy(),
+            weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(), checkpoints[index].numpy(), block,
         )  # fmt: skip
         if on_chunk_done is not None:
             on_chunk_done(start, stop)

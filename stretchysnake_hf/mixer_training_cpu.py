@@ -52,6 +52,7 @@ from .numba_math import (
     fast_sigmoid,
     flush_denormals,
     non_negative,
+    prefer_512_bit_vectors,
     restore_float_mode,
     silu_derivative,
 )
@@ -73,6 +74,7 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states
     from_step + k, and decays[k] = exp(dt A) of that step (states (>= count + 1, n, width), decays (>= count, n,
     width)). A_t (n, width): A of the block, transposed. u, dt (batch, k, channels); B (batch, k, n). Runs in the
     calling thread (a thread of `_scan_chunk_backward`)."""
+    prefer_512_bit_vectors()  # numba vectorizes this function's loops in a module of its own, before inlining
     state_size, width = A_t.shape
     chunk_steps = u.shape[1]
     first = non_negative(first)
@@ -122,6 +124,7 @@ def _scan_chunk_backward(
     stretches = (steps + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
     for index in numba.prange(batch * blocks):
         mode = flush_denormals()
+        prefer_512_bit_vectors()
         b, block = index // blocks, index % blocks
         first = non_negative(block) * _CHANNEL_BLOCK
         width = min(first + _CHANNEL_BLOCK, channels) - first

@@ -20,6 +20,7 @@ from stretchysnake_hf.numba_math import (
     fast_softplus,
     flush_denormals,
     non_negative,
+    prefer_512_bit_vectors,
     restore_float_mode,
     silu_derivative,
 )
@@ -129,6 +130,22 @@ def test_flush_denormals_zeroes_denormal_results_until_each_thread_restores_its_
     assert denormals((torch.from_numpy(a) * torch.from_numpy(b)).numpy()) == 64  # torch in this thread: untouched
 
 
+@numba.njit
+def _doubled(values):
+    prefer_512_bit_vectors()
+    out = np.empty_like(values)
+    for i in range(values.size):
+        out[i] = 2 * values[i]
+    return out
+
+
+def test_prefer_512_bit_vectors_sets_the_vector_width_attribute_of_the_calling_function():
+    values = np.arange(100, dtype=np.float32)
+    np.testing.assert_array_equal(_doubled(values), 2 * values)
+    llvm_ir = "\n".join(_doubled.inspect_llvm().values())
+    assert '"prefer-vector-width"="512"' in llvm_ir
+
+
 def test_scan_kernel_flushes_states_that_decay_below_the_normal_range():
     """One input at the first step, then the state decays by exp(-5) a step: from step 18 on, exactly, it is below
     float32's normal range (the last representable denormal is near step 20)."""
@@ -141,7 +158,8 @@ def test_scan_kernel_flushes_states_that_decay_below_the_normal_range():
     state = np.zeros((batch, channels, state_size), np.float32)
     out = np.zeros_like(u)
     no_checkpoints = np.empty((0, batch, channels, state_size), np.float32)
-    fused_ops._scan_chunk(u, dt, A, B, C, np.zeros(channels, np.float32), 0, False, False, state, out, no_checkpoints)
+    D = np.zeros(channels, np.float32)
+    fused_ops._scan_chunk(u, dt, A, B, C, D, 0, False, False, state, out, no_checkpoints, 16)
     exact = state_size * np.exp(-5.0 * np.arange(steps))  # y_t = <h_t, C_t>, h_t = exp(-5 t)
     assert 0 < exact[18] < _SMALLEST_NORMAL  # the case runs through denormals
     normal = exact >= _SMALLEST_NORMAL
@@ -151,7 +169,7 @@ def test_scan_kernel_flushes_states_that_decay_below_the_normal_range():
 
 
 def make_mixer(hidden_size: int = 36, seed: int = 0) -> StretchySnakeMixer:
-    """A mixer (intermediate size 72: not a multiple of the scan's 16-channel blocks) with weights scaled up from
+    """A mixer (intermediate size 72: not a multiple of the scan's channel blocks, 16 to 64) with weights scaled up from
     the initialisation so that every stage (conv, gate, both directions) moves the output."""
     torch.manual_seed(seed)
     model = StretchySnakeForVideoClassification(tiny_config(hidden_size=hidden_size)).eval()
@@ -184,6 +202,25 @@ def test_fused_mixer_matches_a_float64_sequential_reference_across_chunks(monkey
     scale = expected.abs().max().item()
     assert scale > 1.0
     assert (out.double() - expected).abs().max().item() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("block", [16, 32, 64])
+def test_fused_mixer_matches_the_reference_with_every_channel_block(monkeypatch, block):
+    """72 channels: blocks of 32 and 64 leave a partial last block."""
+    monkeypatch.setattr(fused_ops, "_CHANNEL_BLOCKS", (block,))
+    mixer = make_mixer()
+    hidden_states = torch.randn(2, 70, mixer.hidden_size, generator=torch.Generator().manual_seed(1))
+    expected = float64_reference(mixer, hidden_states)
+    with torch.no_grad():
+        out = mixer(hidden_states)
+    assert (out.double() - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
+
+
+def test_scan_block_is_the_widest_that_gives_every_thread_two_blocks():
+    assert fused_ops._scan_block(1, 384, 2) == 64  # 6 blocks
+    assert fused_ops._scan_block(1, 384, 4) == 32  # 12 blocks
+    assert fused_ops._scan_block(8, 128, 16) == 32  # 32 blocks
+    assert fused_ops._scan_block(1, 384, 16) == 16  # 24 blocks: too few at any width, so the smallest
 
 
 def test_fused_mixer_equals_the_autograd_path_and_does_not_depend_on_the_chunk_size(monkeypatch):

@@ -20,7 +20,14 @@ except ImportError as error:
 
     raise ImportError(NUMBA_MISSING) from error
 
-from .numba_math import FASTMATH, compiled_once_under_lock, fast_exp, flush_denormals, restore_float_mode
+from .numba_math import (
+    FASTMATH,
+    compiled_once_under_lock,
+    fast_exp,
+    flush_denormals,
+    prefer_512_bit_vectors,
+    restore_float_mode,
+)
 from .selective_scan import scan_chunk_length
 
 
@@ -33,6 +40,7 @@ def _scan_chunk_forward(u, dt, A, B, C, start, stop, state, y):
     batch, channels, state_size = state.shape
     for index in numba.prange(batch * channels):
         mode = flush_denormals()
+        prefer_512_bit_vectors()
         b, d = index // channels, index % channels
         for t in range(start, stop):
             dt_t = dt[b, d, t]
@@ -63,6 +71,7 @@ def _scan_chunk_backward(
     groups = grad_B.shape[1]
     for index in numba.prange(batch * groups):
         mode = flush_denormals()
+        prefer_512_bit_vectors()
         b, group = index // groups, index % groups
         states = np.empty((steps + 1, state_size), dtype=u.dtype)  # h_{start-1}, ..., h_{stop-1}
         decays = np.empty((steps, state_size), dtype=u.dtype)  # exp(dt_t A) of the chunk's steps

@@ -180,15 +180,36 @@ class StretchySnakeEmbeddings(nn.Module):
         return torch.cat([cls_tokens, patches], dim=1)  # [batch_size, seq_len, hidden_size]
 
 
-class StretchySnakeRMSNorm(nn.Module):
-    """RMSNorm computed in (at least) float32, cast back to the input dtype: `x * rsqrt(mean(x^2) + eps) * weight`."""
+def fused_cpu_kernels_apply(scan_backend: str, hidden_states: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a layer computes this call with its fused numba CPU kernels: `hidden_states` and `weight` are float32
+    CPU tensors, `scan_backend` resolves to "numba" (installed), and neither torch.compile nor CPU autocast is on."""
+    return (
+        hidden_states.device.type == "cpu"
+        and hidden_states.dtype == weight.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled("cpu")
+        and resolve_backend(scan_backend, hidden_states.device) == "numba"
+    )
 
-    def __init__(self, hidden_size: int, eps: float) -> None:
+
+class StretchySnakeRMSNorm(nn.Module):
+    """RMSNorm computed in (at least) float32, cast back to the input dtype: `x * rsqrt(mean(x^2) + eps) * weight`.
+
+    Where `fused_cpu_kernels_apply` (with `scan_backend`), one numba kernel each way (`rms_norm_cpu`, imported on
+    first use); otherwise torch ops.
+    """
+
+    def __init__(self, hidden_size: int, eps: float, scan_backend: str = "auto") -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(hidden_size))
         self.eps = eps
+        self.scan_backend = scan_backend
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if fused_cpu_kernels_apply(self.scan_backend, hidden_states, self.weight):
+            from .rms_norm_cpu import rms_norm_cpu
+
+            return rms_norm_cpu(hidden_states, self.weight, self.eps)
         input_dtype = hidden_states.dtype
         hidden_states = hidden_states.to(torch.promote_types(input_dtype, torch.float32))
         hidden_states = hidden_states * torch.rsqrt(hidden_states.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -360,8 +381,9 @@ class StretchySnakeMixer(nn.Module):
 
         - `cuda_kernels_forward`: weights on CUDA, the scan backend resolves to "cuda" (mamba-ssm) and causal-conv1d
           is installed, not under torch.compile (the kernels are opaque to it);
-        - `cpu_inference_forward` (no gradients) or `cpu_training_forward` (gradients): float32 CPU tensors, no
-          autocast or compilation, and the scan backend resolves to "numba" (installed);
+        - `cpu_inference_forward` (no gradients) or `cpu_training_forward` (gradients): where
+          `fused_cpu_kernels_apply` (float32 CPU tensors, no autocast or compilation, and the scan backend resolves
+          to "numba", installed);
         - `autograd_forward` otherwise: other dtypes and devices, compilation and export, the "chunked" and
           "reference" backends.
         """
@@ -369,13 +391,7 @@ class StretchySnakeMixer(nn.Module):
         backend = resolve_backend(self.scan_backend, hidden_states.device)
         if self.in_proj.weight.is_cuda and not compiling and backend == "cuda" and cuda_kernels_available():
             return self.cuda_kernels_forward
-        if (
-            backend == "numba"
-            and not compiling
-            and hidden_states.device.type == "cpu"
-            and hidden_states.dtype == self.in_proj.weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu")
-        ):
+        if fused_cpu_kernels_apply(self.scan_backend, hidden_states, self.in_proj.weight):
             return self.cpu_training_forward if torch.is_grad_enabled() else self.cpu_inference_forward
         return self.autograd_forward
 
@@ -388,7 +404,7 @@ class StretchySnakeBlock(GradientCheckpointingLayer):
 
     def __init__(self, config: StretchySnakeConfig, layer_idx: int, drop_path_rate: float) -> None:
         super().__init__()
-        self.norm = StretchySnakeRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.norm = StretchySnakeRMSNorm(config.hidden_size, config.rms_norm_eps, config.scan_backend)
         self.mixer = StretchySnakeMixer(config, layer_idx=layer_idx)
         self.drop_path = StretchySnakeDropPath(drop_path_rate)
 
@@ -538,7 +554,7 @@ class StretchySnakeModel(StretchySnakePreTrainedModel):
         self.layers = nn.ModuleList(
             [StretchySnakeBlock(config, layer_idx=i, drop_path_rate=drop_path_rates[i]) for i in range(depth)]
         )
-        self.norm_f = StretchySnakeRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.norm_f = StretchySnakeRMSNorm(config.hidden_size, config.rms_norm_eps, config.scan_backend)
         self.post_init()
 
     def get_input_embeddings(self) -> StretchySnakePatchEmbeddings:

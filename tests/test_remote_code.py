@@ -137,6 +137,8 @@ def test_saved_folder_holds_the_code_and_its_auto_map(saved):
         "scan_numba.py",
         "geometry.py",
         "mixer_inference_cpu.py",
+        "mixer_training_cpu.py",
+        "rms_norm_cpu.py",
         "numba_math.py",
     } <= {path.name for path in folder.iterdir()}
 

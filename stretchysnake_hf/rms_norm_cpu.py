@@ -98,14 +98,7 @@ class RMSNormCpuFn(torch.autograd.Function):
         x, weight, inverse_rms = ctx.saved_tensors
         grad_out = grad_output.contiguous().view_as(x)
         grad_x, grad_weight_blocks = torch.empty_like(x), x.new_empty(_blocks(x.shape[0]), x.shape[1])
-        _rms_norm_backward(
-            x.numpy(),
-            weight.numpy(),
-            inverse_rms.numpy(),
-            grad_out.numpy(),
-            grad_x.numpy(),
-            grad_weight_blocks.numpy(),
-        )
+        _rms_norm_backward(*(t.numpy() for t in (x, weight, inverse_rms, grad_out, grad_x, grad_weight_blocks)))
         return grad_x.view_as(grad_output), grad_weight_blocks.sum(0), None
 
 

@@ -74,6 +74,22 @@ def checkpoints_per_chunk(chunk: int) -> int:
     return (chunk + CHECKPOINT_STEPS - 1) // CHECKPOINT_STEPS
 
 
+class DirectionSaved(NamedTuple):
+    """What the training path's backward keeps of one direction's forward, chunks in processing order:
+    checkpoints (chunks, `checkpoints_per_chunk(min(chunk, length))`, b, channels, d_state), the states before every
+    `CHECKPOINT_STEPS` steps of each chunk (the backward recomputes the states from them), and projections (chunks,
+    b min(chunk, length), dt_rank + 2 d_state), each chunk's x_proj output (`chunk_projections`)."""
+
+    checkpoints: torch.Tensor
+    projections: torch.Tensor
+
+
+def chunk_projections(projections: torch.Tensor, index: int, batch: int, tokens: int) -> torch.Tensor:
+    """Chunk `index`'s x_proj output (batch, tokens, dt_rank + 2 d_state): a view of its first batch * tokens rows in
+    `DirectionSaved.projections`."""
+    return projections[index, : batch * tokens].view(batch, tokens, -1)
+
+
 class MambaDirectionWeights(NamedTuple):
     """One direction's tensors: conv_weight (channels, d_conv), conv_bias (channels), x_proj_weight
     (dt_rank + 2 d_state, channels), dt_proj_weight (channels, dt_rank), dt_proj_bias (channels), A (channels,
@@ -234,13 +250,11 @@ def _scan_direction(
     out: torch.Tensor,
     chunk: int,
     on_chunk_done: Callable[[int, int], None] | None = None,
-    keep_checkpoints: bool = False,
-) -> torch.Tensor | None:
+    keep_for_backward: bool = False,
+) -> DirectionSaved | None:
     """One direction over the token-major conv input x (b, length, channels): writes (forward) or adds (`reverse`)
     its `scan + D u` to out, chunk by chunk, and calls `on_chunk_done(start, stop)` after each. With
-    `keep_checkpoints`, returns the states before every `CHECKPOINT_STEPS` steps of each chunk, (chunks,
-    `checkpoints_per_chunk(min(chunk, length))`, b, channels, d_state), chunks in processing order (the training
-    path's backward recomputes the states from them)."""
+    `keep_for_backward`, returns what the training path's backward needs (`DirectionSaved`)."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
@@ -248,15 +262,21 @@ def _scan_direction(
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
     conv_bias, x_np = weights.conv_bias.numpy(), x.numpy()
     starts = _chunk_starts(length, chunk, reverse)
-    per_chunk = checkpoints_per_chunk(min(chunk, length)) if keep_checkpoints else 0
+    per_chunk = checkpoints_per_chunk(min(chunk, length)) if keep_for_backward else 0
     checkpoints = x.new_empty(len(starts), per_chunk, batch, channels, state_size)
+    if keep_for_backward:
+        projections = x.new_empty(len(starts), batch * min(chunk, length), weights.x_proj_weight.shape[0])
     no_pre_activation = np.empty((batch, 0, channels), np.float32)
     block = _scan_block(batch, channels, numba.get_num_threads())
     for index, start in enumerate(starts):
         stop = min(start + chunk, length)
         u = x.new_empty(batch, stop - start, channels)
         _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), no_pre_activation)
-        time_step, B, C = F.linear(u, weights.x_proj_weight).split([time_step_rank, state_size, state_size], dim=-1)
+        if keep_for_backward:
+            x_dbl = torch.matmul(u, weights.x_proj_weight.t(), out=chunk_projections(projections, index, *u.shape[:2]))
+        else:
+            x_dbl = F.linear(u, weights.x_proj_weight)
+        time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
         dt = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
         _softplus(dt.numpy(), dt.numpy())
         _scan_chunk(
@@ -265,7 +285,7 @@ def _scan_direction(
         )  # fmt: skip
         if on_chunk_done is not None:
             on_chunk_done(start, stop)
-    return checkpoints if keep_checkpoints else None
+    return DirectionSaved(checkpoints, projections) if keep_for_backward else None
 
 
 @torch.no_grad()

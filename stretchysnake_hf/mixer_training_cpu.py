@@ -36,6 +36,7 @@ except ImportError as error:
 
 from .mixer_inference_cpu import (
     CHECKPOINT_STEPS,
+    DirectionSaved,
     MambaDirectionWeights,
     _causal_conv_silu,
     _chunk_starts,
@@ -44,6 +45,7 @@ from .mixer_inference_cpu import (
     _scan_direction,
     _silu_gate,
     _softplus,
+    chunk_projections,
 )
 from .numba_math import (
     FASTMATH,
@@ -301,13 +303,13 @@ def _direction_backward(
     weights: MambaDirectionWeights,
     reverse: bool,
     grad_sum: torch.Tensor,
-    checkpoints: torch.Tensor,
+    saved: DirectionSaved,
     chunk: int,
     grad_x: torch.Tensor,
 ) -> MambaDirectionWeights:
     """The gradients of one direction, given grad_sum (b, length, channels), the gradient of the two directions'
-    summed `scan + D u`. x (b, length, channels) is the conv input, checkpoints the states `_scan_direction`
-    stored. Adds the gradient of x to grad_x and returns the weights' gradients."""
+    summed `scan + D u`. x (b, length, channels) is the conv input, saved what `_scan_direction` kept of the
+    forward. Adds the gradient of x to grad_x and returns the weights' gradients."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     time_step_rank = weights.dt_proj_weight.shape[1]
@@ -330,7 +332,7 @@ def _direction_backward(
         stop = min(start + chunk, length)
         u, pre_activation = (x.new_empty(batch, stop - start, channels) for _ in range(2))
         _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), pre_activation.numpy())
-        x_dbl = F.linear(u, weights.x_proj_weight)  # (b, k, dt_rank + 2 d_state)
+        x_dbl = chunk_projections(saved.projections, index, batch, stop - start)  # (b, k, dt_rank + 2 d_state)
         time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
         dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
         grad_u, grad_dt_raw, dt = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
@@ -339,7 +341,7 @@ def _direction_backward(
         _softplus(dt_raw.numpy(), dt.numpy())
         _scan_chunk_backward(
             u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, dt_proj_weight_t, grad_sum.numpy(),
-            start, reverse, checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
+            start, reverse, saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
             *accumulated[1:], partials, grad_x_dbl.numpy(),
         )  # fmt: skip
         grad_x_dbl = grad_x_dbl.flatten(0, 1)  # (b k, dt_rank + 2 d_state)
@@ -394,13 +396,11 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
             _silu_gate(summed.numpy(), start, z.numpy(), start, gated.numpy())
             output[:, start:stop] = F.linear(gated, out_proj_weight)
 
-        checkpoints = [
-            _scan_direction(x, forward_weights, False, summed, chunk, keep_checkpoints=True),
-            _scan_direction(x, backward_weights, True, summed, chunk, gate_and_project, keep_checkpoints=True),
+        saved = [
+            *_scan_direction(x, forward_weights, False, summed, chunk, keep_for_backward=True),
+            *_scan_direction(x, backward_weights, True, summed, chunk, gate_and_project, keep_for_backward=True),
         ]
-        ctx.save_for_backward(
-            hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *checkpoints, *direction_tensors
-        )
+        ctx.save_for_backward(hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *saved, *direction_tensors)
         ctx.chunk = chunk
         return output
 
@@ -409,7 +409,8 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         _compile_backward_kernels()
         numba.set_num_threads(numba_threads_per_process())
         hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *saved = ctx.saved_tensors
-        forward_checkpoints, backward_checkpoints, *direction_tensors = saved
+        forward_saved, backward_saved = DirectionSaved(*saved[:2]), DirectionSaved(*saved[2:4])
+        direction_tensors = saved[4:]
         channels = x.shape[-1]
         grad_output = grad_output.contiguous().flatten(0, 1)  # (batch tokens, hidden)
         # 4. out_proj and the gate: output = (summed * silu(z)) out_proj^T
@@ -420,10 +421,10 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         # 3.-2. each direction: scan, dt_proj, x_proj, conv + silu
         grad_x = torch.zeros_like(x)
         grad_forward = _direction_backward(
-            x, MambaDirectionWeights(*direction_tensors[:7]), False, grad_sum, forward_checkpoints, ctx.chunk, grad_x
+            x, MambaDirectionWeights(*direction_tensors[:7]), False, grad_sum, forward_saved, ctx.chunk, grad_x
         )
         grad_backward = _direction_backward(
-            x, MambaDirectionWeights(*direction_tensors[7:]), True, grad_sum, backward_checkpoints, ctx.chunk, grad_x
+            x, MambaDirectionWeights(*direction_tensors[7:]), True, grad_sum, backward_saved, ctx.chunk, grad_x
         )
         # 1. in_proj
         x_weight, z_weight = in_proj_weight.split(channels)

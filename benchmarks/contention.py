@@ -11,7 +11,9 @@ fresh process:
 - alone with 1 thread (torch and numba), for the thread scaling of the step;
 - alone, with 1 and with all threads, on a batch of one 1-frame clip (17 tokens instead of 1032): the step's fixed
   cost (Python, dispatch, kernel launches, the optimizer), which threads cannot shrink. With S that time and T1 the
-  step's on 1 thread, no thread count n makes the step faster than S + (T1 - S) / n (Amdahl's law), the bound printed.
+  step's on 1 thread, no thread count n makes the step faster than S + (T1 - S) / n (Amdahl's law), the bound printed;
+- alone, with 1 and with all threads, VideoMamba-Ti's training step on one 8x224 clip (the setting of
+  `benchmarks/scaling.py`; `--ti-steps`): the thread scaling of a step whose ops are large enough to share out.
 
 Every scenario runs twice, side by side: with all threads throughout (what training did before), and with
 `stretchysnake_hf.cpu_sharing.CpuShare` updating the threads before each step (what `FlexibleTrainer` does on CPU).
@@ -47,10 +49,25 @@ _CHURN = (
 )
 
 
-def worker(steps: int, warmup: int, threads: int | None, share: bool, batch: int = 8, frames: int = 8) -> dict:
-    """The demo model's training step on `batch` clips of `frames` frames, timed `steps` times after `warmup` steps,
-    in this process. With `share`, each step first calls `CpuShare.update()` as `FlexibleTrainer` does, and warm-up
-    lasts until it has measured twice."""
+# The models whose training step the worker times: (preset overrides, frame size).
+MODELS = {
+    "demo": (dict(hidden_size=64, num_hidden_layers=4, image_size=64, patch_size=16, num_frames=8, num_labels=10), 64),
+    "ti": (dict(image_size=224, num_frames=8, num_labels=400), 224),  # VideoMamba-Ti, as in benchmarks/scaling.py
+}
+
+
+def worker(
+    steps: int,
+    warmup: int,
+    threads: int | None,
+    share: bool,
+    batch: int = 8,
+    frames: int = 8,
+    model_name: str = "demo",
+) -> dict:
+    """The training step of `MODELS[model_name]` on `batch` clips of `frames` frames, timed `steps` times after
+    `warmup` steps, in this process. With `share`, each step first calls `CpuShare.update()` as `FlexibleTrainer`
+    does, and warm-up lasts until it has measured twice."""
     import torch
 
     from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification
@@ -60,20 +77,12 @@ def worker(steps: int, warmup: int, threads: int | None, share: bool, batch: int
         torch.set_num_threads(threads)
     cpu_share = CpuShare() if share else None
     torch.manual_seed(0)
-    config = StretchySnakeConfig.from_preset(
-        "tiny",
-        hidden_size=64,
-        num_hidden_layers=4,
-        image_size=64,
-        patch_size=16,
-        num_frames=8,
-        num_labels=10,
-        drop_path_rate=0.0,
-    )
+    overrides, size = MODELS[model_name]
+    config = StretchySnakeConfig.from_preset("tiny", drop_path_rate=0.0, **overrides)
     model = StretchySnakeForVideoClassification(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # the Trainer's default, adamw_torch_fused
-    pixel_values = torch.randn(batch, frames, 3, 64, 64)
-    labels = torch.arange(batch) % 10
+    pixel_values = torch.randn(batch, frames, 3, size, size)
+    labels = torch.arange(batch) % config.num_labels
 
     def step() -> None:
         if cpu_share is not None:
@@ -115,17 +124,27 @@ def _measure(
     share: bool = False,
     clips: int = 8,
     frames: int = 8,
+    model_name: str = "demo",
+    steps: int | None = None,
 ) -> dict:
-    """Starts the neighbours, waits a moment so they are running, runs the step on `clips` clips of `frames` frames
-    in a fresh process (with `threads` torch and numba threads, when given; with `CpuShare` when `share`), stops
-    them."""
+    """Starts the neighbours, waits a moment so they are running, runs the step of `MODELS[model_name]` on `clips`
+    clips of `frames` frames `steps` times (default `args.steps`) in a fresh process (with `threads` torch and numba
+    threads, when given; with `CpuShare` when `share`), stops them."""
     started = [_start(code, args.neighbour_seconds) for code in neighbours]
     try:
         if started:
             time.sleep(1.0)
         env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
-        command = [sys.executable, __file__, "--worker", "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        command += ["--batch", str(clips), "--frames", str(frames)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--steps",
+            str(steps or args.steps),
+            "--warmup",
+            str(args.warmup),
+        ]
+        command += ["--batch", str(clips), "--frames", str(frames), "--model", model_name]
         if share:
             command.append("--share")
         if threads is not None:
@@ -153,9 +172,18 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=sorted(MODELS), default="demo", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ti-steps",
+        type=int,
+        default=10,
+        help="steps of the VideoMamba-Ti 8x224 step for its thread scaling (0: skip)",
+    )
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.steps, args.warmup, args.threads, args.share, args.batch, args.frames)))
+        print(
+            json.dumps(worker(args.steps, args.warmup, args.threads, args.share, args.batch, args.frames, args.model))
+        )
         return
 
     scenarios = {
@@ -172,6 +200,8 @@ def main() -> None:
     one_thread = _measure(args, [], 1) if args.threads != 1 else rows[0][1]
     fixed_one = _measure(args, [], 1, clips=1, frames=1)
     fixed_all = _measure(args, [], args.threads, clips=1, frames=1) if args.threads != 1 else fixed_one
+    ti_threads = ((1,) if args.threads == 1 else (1, args.threads)) if args.ti_steps else ()
+    ti = [_measure(args, [], count, clips=1, model_name="ti", steps=args.ti_steps) for count in ti_threads]
     alone, alone_shared = rows[0][1]["median"], rows[0][2]["median"]
     load = os.getloadavg()
     print(
@@ -200,6 +230,12 @@ def main() -> None:
         f"{fixed_all['median'] * 1e3:.1f} ms on {fixed_all['threads']}; with it, {threads} threads can make the step "
         f"at most {single / (serial + (single - serial) / threads):.2f}x faster than 1 thread (Amdahl's law)."
     )
+    if args.ti_steps:
+        print(
+            f"VideoMamba-Ti's training step at 8x224 (batch 1, fused AdamW; the setting of benchmarks/scaling.py), "
+            f"median of {args.ti_steps}: 1 thread {ti[0]['median'] * 1e3:.0f} ms, {ti[-1]['threads']} threads "
+            f"{ti[-1]['median'] * 1e3:.0f} ms: {ti[0]['median'] / ti[-1]['median']:.2f}x."
+        )
 
 
 if __name__ == "__main__":

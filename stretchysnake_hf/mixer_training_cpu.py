@@ -44,7 +44,6 @@ from .mixer_inference_cpu import (
     _compile_kernels,
     _scan_direction,
     _silu_gate,
-    _softplus,
     chunk_projections,
 )
 from .numba_math import (
@@ -52,6 +51,7 @@ from .numba_math import (
     compiled_once_under_lock,
     fast_exp,
     fast_sigmoid,
+    fast_softplus,
     flush_denormals,
     non_negative,
     prefer_512_bit_vectors,
@@ -73,9 +73,9 @@ def _blocks(channels: int) -> int:
 def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states, decays):
     """Advances states[0] (n, width), the state before scan step from_step of channels [first, first + width) of
     batch element b, through steps [from_step, from_step + count): stores states[k + 1], the state after step
-    from_step + k, and decays[k] = exp(dt A) of that step (states (>= count + 1, n, width), decays (>= count, n,
-    width)). A_t (n, width): A of the block, transposed. u, dt (batch, k, channels); B (batch, k, n). Runs in the
-    calling thread (a thread of `_scan_chunk_backward`)."""
+    from_step + k, and decays[k] = exp(dt[k] A) of that step (states (>= count + 1, n, width), decays (>= count, n,
+    width)). A_t (n, width): A of the block, transposed. dt (>= count, width): the block's time steps of those steps.
+    u (batch, k, channels); B (batch, k, n). Runs in the calling thread (a thread of `_scan_chunk_backward`)."""
     prefer_512_bit_vectors()  # numba vectorizes this function's loops in a module of its own, before inlining
     state_size, width = A_t.shape
     chunk_steps = u.shape[1]
@@ -86,23 +86,21 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states
         for n in range(state_size):
             B_n = B[b, i, n]
             for j in range(width):
-                decays[k, n, j] = fast_exp(dt[b, i, first + j] * A_t[n, j])
-                states[k + 1, n, j] = (
-                    decays[k, n, j] * states[k, n, j] + dt[b, i, first + j] * u[b, i, first + j] * B_n
-                )
+                decays[k, n, j] = fast_exp(dt[k, j] * A_t[n, j])
+                states[k + 1, n, j] = decays[k, n, j] * states[k, n, j] + dt[k, j] * u[b, i, first + j] * B_n
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
-    u, dt, dt_raw, A, B, C, D, dt_proj_weight_t, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw,
-    grad_A, grad_D, grad_dt_bias, partials, grad_x_dbl,
+    u, dt_raw, A, B, C, D, dt_proj_weight_t, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw, grad_A,
+    grad_D, grad_dt_bias, partials, grad_x_dbl,
 ):  # fmt: skip
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
     `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
-    u, dt (b, k, channels), with dt = softplus(dt_raw) and dt_raw = time_step dt_proj^T + bias; A (channels, n); B, C
+    u, dt_raw (b, k, channels), with dt = softplus(dt_raw) and dt_raw = time_step dt_proj^T + bias; A (channels, n); B, C
     (b, k, n), views of x_dbl = (time_step, B, C), x_proj's output; D (channels); dt_proj_weight_t (r, channels);
     grad_sum (b, length, channels); saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`,
     2 `CHECKPOINT_STEPS`, ...
@@ -115,8 +113,8 @@ def _scan_chunk_backward(
     (b, channels), float64. partials (b, blocks, k, r + 2 n) is scratch.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
-    the stretches of `CHECKPOINT_STEPS` steps in reverse: recomputes a stretch's states and decays (n, block) per step
-    from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over channels: each thread
+    the stretches of `CHECKPOINT_STEPS` steps in reverse: computes a stretch's time steps (softplus) and recomputes
+    its states and decays (n, block) per step from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over channels: each thread
     writes its block's partial sums, and a second parallel loop, one thread per (batch element, token), adds them.
     """
     batch, steps, channels = u.shape
@@ -143,12 +141,17 @@ def _scan_chunk_backward(
         grad_dt_bias_block = np.zeros(width, dtype=u.dtype)
         grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t
         grad_dt_i = np.empty(width, dtype=u.dtype)
+        dt = np.empty((CHECKPOINT_STEPS, width), dtype=u.dtype)  # softplus(dt_raw) of a stretch's steps
         for stretch in range(stretches - 1, -1, -1):
             from_step = stretch * CHECKPOINT_STEPS
             count = min(CHECKPOINT_STEPS, steps - from_step)
             for n in range(state_size):
                 for j in range(width):
                     states[0, n, j] = saved[stretch, b, first + j, n]
+            for k in range(count):
+                i = steps - 1 - (from_step + k) if reverse else from_step + k
+                for j in range(width):
+                    dt[k, j] = fast_softplus(dt_raw[b, i, first + j])
             _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states, decays)
             for k in range(count - 1, -1, -1):
                 i = steps - 1 - (from_step + k) if reverse else from_step + k
@@ -160,7 +163,7 @@ def _scan_chunk_backward(
                     sum_B = np.float32(0.0)
                     sum_C = np.float32(0.0)
                     for j in range(width):
-                        grad_y, dt_j = grad_sum[b, t, first + j], dt[b, i, first + j]
+                        grad_y, dt_j = grad_sum[b, t, first + j], dt[k, j]
                         g = grad_h[n, j] + grad_y * C_n  # gradient of h_t
                         sum_C += grad_y * states[k + 1, n, j]
                         sum_B += g * dt_j * u[b, i, first + j]
@@ -174,7 +177,7 @@ def _scan_chunk_backward(
                 for j in range(width):
                     c = first + j
                     grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
-                    grad_u[b, i, c] = grad_dt_u[j] * dt[b, i, c] + D[c] * grad_y
+                    grad_u[b, i, c] = grad_dt_u[j] * dt[k, j] + D[c] * grad_y
                     softplus_derivative = fast_sigmoid(dt_raw[b, i, c])
                     grad_dt_raw_c = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
                     grad_dt_raw[b, i, c] = grad_dt_raw_c
@@ -289,8 +292,8 @@ def _compile_backward_kernels() -> None:
     dt_proj_weight_t = np.zeros((1, channels), np.float32)
     partials = np.zeros((batch, 1, *x_dbl.shape[1:]), np.float32)
     _scan_chunk_backward(
-        u, u, u, A, B_view, C_view, vector, dt_proj_weight_t, u, 0, False, saved, grad_state, grad_u, grad_dt,
-        grad_A, grad_D, grad_D, partials, x_dbl,
+        u, u, A, B_view, C_view, vector, dt_proj_weight_t, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A,
+        grad_D, grad_D, partials, x_dbl,
     )  # fmt: skip
     weight = np.zeros((width, channels), np.float32)
     _conv_input_backward(weight, grad_u, 0, False, grad_dt)
@@ -335,12 +338,11 @@ def _direction_backward(
         x_dbl = chunk_projections(saved.projections, index, batch, stop - start)  # (b, k, dt_rank + 2 d_state)
         time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
         dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
-        grad_u, grad_dt_raw, dt = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
+        grad_u, grad_dt_raw = torch.empty_like(u), torch.empty_like(u)
         grad_x_dbl = torch.empty_like(x_dbl)
         partials = np.empty((batch, blocks, *x_dbl.shape[1:]), np.float32)
-        _softplus(dt_raw.numpy(), dt.numpy())
         _scan_chunk_backward(
-            u.numpy(), dt.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, dt_proj_weight_t, grad_sum.numpy(),
+            u.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, dt_proj_weight_t, grad_sum.numpy(),
             start, reverse, saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
             *accumulated[1:], partials, grad_x_dbl.numpy(),
         )  # fmt: skip

@@ -9,9 +9,9 @@ softplus, skip and gate tensors, and a scan whose exp(dt * A) is computed by num
 
 - the input projection's output keeps torch's (batch, tokens, channels) layout, and neither direction is flipped:
   the backward direction reads its tokens in reverse order;
-- each direction runs over chunks of tokens: a numba causal conv + silu, x_proj and dt_proj (torch matmuls), a numba
-  softplus, and a numba scan whose exp is `fast_exp`, vectorized over the state; its state carries from one chunk to
-  the next;
+- each direction runs over chunks of tokens: a numba causal conv + silu, x_proj (a torch matmul), and a numba scan
+  that applies dt_proj and softplus itself and whose exp is `fast_exp`, vectorized over the channels; its state
+  carries from one chunk to the next;
 - the forward direction writes `scan + D * u` for every token, the backward one adds its own, and as it finishes a
   chunk that chunk is gated by silu(z) (a numba kernel) and projected by out_proj.
 
@@ -147,20 +147,22 @@ def _silu_gate(y, y_start, z, z_start, out):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _scan_chunk(u, dt_raw, A, B, C, D, start, reverse, accumulate, state, out, checkpoints, block):
+def _scan_chunk(u, x_dbl, dt_proj_weight_t, dt_bias, A, D, start, reverse, accumulate, state, out, checkpoints, block):
     """One direction's scan through a chunk of tokens [start, start + k), in reverse token order with `reverse`:
 
-        h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    dt_t = softplus(dt_raw_t)
+        h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,
+        dt_t = softplus(time_step_t dt_proj^T + dt_bias),    (time_step_t, B_t, C_t) = x_dbl_t
 
-    u, dt_raw (b, k, channels) the chunk's conv output and time steps before softplus (applied here, by
-    `fast_softplus`, at no measurable cost: a pass of its own took a tenth of the scan's time); A (channels, n);
-    B, C (b, k, n); D (channels). state (b, channels, n): h before the chunk on entry, after it on return. y_t is written (or with
+    u (b, k, channels) the chunk's conv output; x_dbl (b, k, r + 2 n) x_proj's output; dt_proj_weight_t (r, channels),
+    dt_bias (channels): dt_proj, applied here with softplus (`fast_softplus`) at no measurable cost to the scan, where
+    dt_proj as a torch matmul and softplus as a pass of its own took a fifth of its time; A (channels, n);
+    D (channels). state (b, channels, n): h before the chunk on entry, after it on return. y_t is written (or with
     `accumulate` added) to out[:, start + i] (out: b, length, channels). checkpoints (s, b, channels, n): unless s is
     0, h before scan steps 0, `CHECKPOINT_STEPS`, 2 `CHECKPOINT_STEPS`, ... is stored there. One thread per (batch
     element, block of `block` channels).
     """
     batch, steps, channels = u.shape
-    state_size = A.shape[1]
+    rank, state_size = dt_proj_weight_t.shape[0], A.shape[1]
     blocks = (channels + block - 1) // block
     for index in numba.prange(batch * blocks):
         mode = flush_denormals()
@@ -185,11 +187,17 @@ def _scan_chunk(u, dt_raw, A, B, C, D, start, reverse, accumulate, state, out, c
                         checkpoints[step // CHECKPOINT_STEPS, b, first + j, n] = h[n, j]
             i = steps - 1 - step if reverse else step
             for j in range(width):
-                dt[j] = fast_softplus(dt_raw[b, i, first + j])
+                dt[j] = dt_bias[first + j]
+            for r in range(rank):
+                time_step = x_dbl[b, i, r]
+                for j in range(width):
+                    dt[j] += time_step * dt_proj_weight_t[r, first + j]
+            for j in range(width):
+                dt[j] = fast_softplus(dt[j])
                 dt_u[j] = dt[j] * u[b, i, first + j]
                 y[j] = D[first + j] * u[b, i, first + j]
             for n in range(state_size):
-                B_n, C_n = B[b, i, n], C[b, i, n]
+                B_n, C_n = x_dbl[b, i, rank + n], x_dbl[b, i, rank + state_size + n]
                 for j in range(width):
                     h_n = fast_exp(dt[j] * A_t[n, j]) * h[n, j] + dt_u[j] * B_n
                     h[n, j] = h_n
@@ -223,10 +231,14 @@ def _compile_kernels() -> None:
     vector = np.zeros(channels, np.float32)
     _causal_conv_silu(x, np.zeros((width, channels), np.float32), vector, 0, length, False, out, out)
     _silu_gate(x, 0, x, 0, out)
-    B = np.zeros((batch, length, state_size), np.float32)
     state = np.zeros((batch, channels, state_size), np.float32)
     A = np.zeros((channels, state_size), np.float32)
-    _scan_chunk(x, x, A, B, B, vector, 0, False, False, state, out, state[np.newaxis], _CHANNEL_BLOCKS[-1])
+    x_dbl = np.zeros((batch, length, 1 + 2 * state_size), np.float32)
+    dt_proj_weight_t = np.zeros((1, channels), np.float32)
+    _scan_chunk(
+        x, x_dbl, dt_proj_weight_t, vector, A, vector, 0, False, False, state, out, state[np.newaxis],
+        _CHANNEL_BLOCKS[-1],
+    )  # fmt: skip
 
 
 def _chunk_starts(length: int, chunk: int, reverse: bool) -> list[int]:
@@ -248,9 +260,9 @@ def _scan_direction(
     `keep_for_backward`, returns what the training path's backward needs (`DirectionSaved`)."""
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
-    time_step_rank = weights.dt_proj_weight.shape[1]
     state = x.new_zeros(batch, channels, state_size)
     conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
+    dt_proj_weight_t = weights.dt_proj_weight.t().contiguous().numpy()  # (dt_rank, channels)
     conv_bias, x_np = weights.conv_bias.numpy(), x.numpy()
     starts = _chunk_starts(length, chunk, reverse)
     per_chunk = checkpoints_per_chunk(min(chunk, length)) if keep_for_backward else 0
@@ -267,10 +279,8 @@ def _scan_direction(
             x_dbl = torch.matmul(u, weights.x_proj_weight.t(), out=chunk_projections(projections, index, *u.shape[:2]))
         else:
             x_dbl = F.linear(u, weights.x_proj_weight)
-        time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
-        dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
         _scan_chunk(
-            u.numpy(), dt_raw.numpy(), weights.A.numpy(), B.contiguous().numpy(), C.contiguous().numpy(),
+            u.numpy(), x_dbl.numpy(), dt_proj_weight_t, weights.dt_proj_bias.numpy(), weights.A.numpy(),
             weights.D.numpy(), start, reverse, reverse, state.numpy(), out.numpy(), checkpoints[index].numpy(), block,
         )  # fmt: skip
         if on_chunk_done is not None:

@@ -10,11 +10,11 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
 - forward: the fused inference path of `mixer_inference_cpu` (token-major, no flips, chunks of tokens, numba conv +
   silu and scan), which also stores each direction's scan state every `CHECKPOINT_STEPS` tokens;
 - saved: the input, the two halves of the input projection (x, the conv input, and z, the gate input), the sum of
-  the two directions' `scan + D u`, and the stored states: three (batch, tokens, channels) tensors and two of
-  d_state / `CHECKPOINT_STEPS` times that size;
+  the two directions' `scan + D u`, each direction's x_proj output and its stored states: three (batch, tokens,
+  channels) tensors, two of (dt_rank + 2 d_state) / channels and two of d_state / `CHECKPOINT_STEPS` times that size;
 - backward: out_proj by torch and the gate by a numba kernel, then per direction and chunk, in reverse scan order,
-  the chunk's conv + silu (keeping the conv's output), x_proj and dt_proj are recomputed (cheap), a numba kernel
-  recomputes the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
+  the chunk's conv + silu is recomputed (keeping the conv's output), a numba kernel recomputes dt (dt_proj and
+  softplus) and the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
   reverse-time scan (gradients of u, of dt before softplus and of dt_proj's bias, of x_proj's output through B, C
   and dt_proj, of A and D), torch matmuls take the gradients of dt_proj's and x_proj's weights and through x_proj,
   and two numba kernels through silu and the causal conv: into its weight and bias (one thread per block of
@@ -70,12 +70,13 @@ def _blocks(channels: int) -> int:
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states, decays):
+def _recompute_states(u, dt, A_t, x_dbl, rank, b, first, reverse, from_step, count, states, decays):
     """Advances states[0] (n, width), the state before scan step from_step of channels [first, first + width) of
     batch element b, through steps [from_step, from_step + count): stores states[k + 1], the state after step
     from_step + k, and decays[k] = exp(dt[k] A) of that step (states (>= count + 1, n, width), decays (>= count, n,
     width)). A_t (n, width): A of the block, transposed. dt (>= count, width): the block's time steps of those steps.
-    u (batch, k, channels); B (batch, k, n). Runs in the calling thread (a thread of `_scan_chunk_backward`)."""
+    u (batch, k, channels); x_dbl (batch, k, rank + 2 n), whose columns from rank on are B. Runs in the calling thread
+    (a thread of `_scan_chunk_backward`)."""
     prefer_512_bit_vectors()  # numba vectorizes this function's loops in a module of its own, before inlining
     state_size, width = A_t.shape
     chunk_steps = u.shape[1]
@@ -84,7 +85,7 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states
         step = from_step + k
         i = chunk_steps - 1 - step if reverse else step
         for n in range(state_size):
-            B_n = B[b, i, n]
+            B_n = x_dbl[b, i, rank + n]
             for j in range(width):
                 decays[k, n, j] = fast_exp(dt[k, j] * A_t[n, j])
                 states[k + 1, n, j] = decays[k, n, j] * states[k, n, j] + dt[k, j] * u[b, i, first + j] * B_n
@@ -92,17 +93,17 @@ def _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
-    u, dt_raw, A, B, C, D, dt_proj_weight_t, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw, grad_A,
-    grad_D, grad_dt_bias, partials, grad_x_dbl,
+    u, x_dbl, dt_proj_weight_t, dt_bias, A, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw,
+    grad_A, grad_D, grad_dt_bias, partials, grad_x_dbl,
 ):  # fmt: skip
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
     `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
 
         h_t = exp(dt_t A) h_prev + dt_t B_t u_t,    y_t = <h_t, C_t> + D u_t,    g_y_t = grad_sum[:, start + t]
 
-    u, dt_raw (b, k, channels), with dt = softplus(dt_raw) and dt_raw = time_step dt_proj^T + bias; A (channels, n); B, C
-    (b, k, n), views of x_dbl = (time_step, B, C), x_proj's output; D (channels); dt_proj_weight_t (r, channels);
-    grad_sum (b, length, channels); saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`,
+    u (b, k, channels); x_dbl = (time_step, B, C) (b, k, r + 2 n), x_proj's output; dt = softplus(dt_raw), dt_raw =
+    time_step dt_proj^T + dt_bias with dt_proj_weight_t (r, channels), dt_bias (channels); A (channels, n);
+    D (channels); grad_sum (b, length, channels); saved (s, b, channels, n): h before scan steps 0, `CHECKPOINT_STEPS`,
     2 `CHECKPOINT_STEPS`, ...
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
@@ -113,8 +114,7 @@ def _scan_chunk_backward(
     (b, channels), float64. partials (b, blocks, k, r + 2 n) is scratch.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
-    the stretches of `CHECKPOINT_STEPS` steps in reverse: computes a stretch's time steps (softplus) and recomputes
-    its states and decays (n, block) per step from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over channels: each thread
+    the stretches of `CHECKPOINT_STEPS` steps in reverse: computes a stretch's dt_raw and dt and recomputes its states and decays (n, block) per step from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over channels: each thread
     writes its block's partial sums, and a second parallel loop, one thread per (batch element, token), adds them.
     """
     batch, steps, channels = u.shape
@@ -141,7 +141,8 @@ def _scan_chunk_backward(
         grad_dt_bias_block = np.zeros(width, dtype=u.dtype)
         grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t
         grad_dt_i = np.empty(width, dtype=u.dtype)
-        dt = np.empty((CHECKPOINT_STEPS, width), dtype=u.dtype)  # softplus(dt_raw) of a stretch's steps
+        dt_raw = np.empty((CHECKPOINT_STEPS, width), dtype=u.dtype)  # of a stretch's steps
+        dt = np.empty((CHECKPOINT_STEPS, width), dtype=u.dtype)
         for stretch in range(stretches - 1, -1, -1):
             from_step = stretch * CHECKPOINT_STEPS
             count = min(CHECKPOINT_STEPS, steps - from_step)
@@ -151,15 +152,21 @@ def _scan_chunk_backward(
             for k in range(count):
                 i = steps - 1 - (from_step + k) if reverse else from_step + k
                 for j in range(width):
-                    dt[k, j] = fast_softplus(dt_raw[b, i, first + j])
-            _recompute_states(u, dt, A_t, B, b, first, reverse, from_step, count, states, decays)
+                    dt_raw[k, j] = dt_bias[first + j]
+                for r in range(rank):
+                    time_step = x_dbl[b, i, r]
+                    for j in range(width):
+                        dt_raw[k, j] += time_step * dt_proj_weight_t[r, first + j]
+                for j in range(width):
+                    dt[k, j] = fast_softplus(dt_raw[k, j])
+            _recompute_states(u, dt, A_t, x_dbl, rank, b, first, reverse, from_step, count, states, decays)
             for k in range(count - 1, -1, -1):
                 i = steps - 1 - (from_step + k) if reverse else from_step + k
                 t = start + i
                 grad_dt_u[:] = 0.0
                 grad_dt_i[:] = 0.0
                 for n in range(state_size):
-                    B_n, C_n = B[b, i, n], C[b, i, n]
+                    B_n, C_n = x_dbl[b, i, rank + n], x_dbl[b, i, rank + state_size + n]
                     sum_B = np.float32(0.0)
                     sum_C = np.float32(0.0)
                     for j in range(width):
@@ -178,7 +185,7 @@ def _scan_chunk_backward(
                     c = first + j
                     grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
                     grad_u[b, i, c] = grad_dt_u[j] * dt[k, j] + D[c] * grad_y
-                    softplus_derivative = fast_sigmoid(dt_raw[b, i, c])
+                    softplus_derivative = fast_sigmoid(dt_raw[k, j])
                     grad_dt_raw_c = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
                     grad_dt_raw[b, i, c] = grad_dt_raw_c
                     grad_dt_bias_block[j] += grad_dt_raw_c
@@ -287,13 +294,12 @@ def _compile_backward_kernels() -> None:
     grad_state = np.zeros((batch, channels, state_size), np.float32)
     grad_A, grad_D = np.zeros((batch, channels, state_size)), np.zeros((batch, channels))
     A = np.zeros((channels, state_size), np.float32)
-    x_dbl = np.zeros((batch, length, 1 + 2 * state_size), np.float32)
-    B_view, C_view = x_dbl[:, :, 1 : 1 + state_size], x_dbl[:, :, 1 + state_size :]  # views of x_proj's output
+    x_dbl, grad_x_dbl = (np.zeros((batch, length, 1 + 2 * state_size), np.float32) for _ in range(2))
     dt_proj_weight_t = np.zeros((1, channels), np.float32)
     partials = np.zeros((batch, 1, *x_dbl.shape[1:]), np.float32)
     _scan_chunk_backward(
-        u, u, A, B_view, C_view, vector, dt_proj_weight_t, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A,
-        grad_D, grad_D, partials, x_dbl,
+        u, x_dbl, dt_proj_weight_t, vector, A, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A,
+        grad_D, grad_D, partials, grad_x_dbl,
     )  # fmt: skip
     weight = np.zeros((width, channels), np.float32)
     _conv_input_backward(weight, grad_u, 0, False, grad_dt)
@@ -328,6 +334,7 @@ def _direction_backward(
     grad_state = x.new_zeros(batch, channels, state_size)
     x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
     dt_proj_weight_t = weights.dt_proj_weight.t().contiguous().numpy()  # (dt_rank, channels)
+    dt_bias = weights.dt_proj_bias.numpy()
     accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D, grad_dt_bias)]
     starts = _chunk_starts(length, chunk, reverse)
     for index in reversed(range(len(starts))):  # the chunks in reverse scan order
@@ -336,18 +343,15 @@ def _direction_backward(
         u, pre_activation = (x.new_empty(batch, stop - start, channels) for _ in range(2))
         _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), pre_activation.numpy())
         x_dbl = chunk_projections(saved.projections, index, batch, stop - start)  # (b, k, dt_rank + 2 d_state)
-        time_step, B, C = x_dbl.split([time_step_rank, state_size, state_size], dim=-1)
-        dt_raw = F.linear(time_step, weights.dt_proj_weight, weights.dt_proj_bias)
         grad_u, grad_dt_raw = torch.empty_like(u), torch.empty_like(u)
         grad_x_dbl = torch.empty_like(x_dbl)
         partials = np.empty((batch, blocks, *x_dbl.shape[1:]), np.float32)
         _scan_chunk_backward(
-            u.numpy(), dt_raw.numpy(), A, B.numpy(), C.numpy(), D, dt_proj_weight_t, grad_sum.numpy(),
-            start, reverse, saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
+            u.numpy(), x_dbl.numpy(), dt_proj_weight_t, dt_bias, A, D, grad_sum.numpy(), start, reverse, saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
             *accumulated[1:], partials, grad_x_dbl.numpy(),
         )  # fmt: skip
         grad_x_dbl = grad_x_dbl.flatten(0, 1)  # (b k, dt_rank + 2 d_state)
-        grad_dt_proj_t.addmm_(time_step.flatten(0, 1).t(), grad_dt_raw.flatten(0, 1))
+        grad_dt_proj_t.addmm_(x_dbl[..., :time_step_rank].flatten(0, 1).t(), grad_dt_raw.flatten(0, 1))
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
         grad_p = pre_activation.numpy()  # becomes the gradient of the conv's output, through silu

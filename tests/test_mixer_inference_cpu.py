@@ -152,14 +152,15 @@ def test_scan_kernel_flushes_states_that_decay_below_the_normal_range():
     batch, steps, channels, state_size = 1, 40, 3, 2
     u = np.zeros((batch, steps, channels), np.float32)
     u[:, 0] = 0.05
-    dt_raw = np.full_like(u, 20.0)  # dt = softplus(20) = 20 in float32, so dt u_0 = 1 and dt A = -5
+    x_dbl = np.ones((batch, steps, 1 + 2 * state_size), np.float32)  # (time step, B, C)
+    dt_proj_weight_t = np.zeros((1, channels), np.float32)
+    dt_bias = np.full(channels, 20.0, np.float32)  # dt = softplus(20) = 20 in float32, so dt u_0 = 1 and dt A = -5
     A = np.full((channels, state_size), -0.25, np.float32)
-    B, C = (np.ones((batch, steps, state_size), np.float32) for _ in range(2))
     state = np.zeros((batch, channels, state_size), np.float32)
     out = np.zeros_like(u)
     no_checkpoints = np.empty((0, batch, channels, state_size), np.float32)
     D = np.zeros(channels, np.float32)
-    fused_ops._scan_chunk(u, dt_raw, A, B, C, D, 0, False, False, state, out, no_checkpoints, 16)
+    fused_ops._scan_chunk(u, x_dbl, dt_proj_weight_t, dt_bias, A, D, 0, False, False, state, out, no_checkpoints, 16)
     exact = state_size * np.exp(-5.0 * np.arange(steps))  # y_t = <h_t, C_t>, h_t = exp(-5 t)
     assert 0 < exact[18] < _SMALLEST_NORMAL  # the case runs through denormals
     normal = exact >= _SMALLEST_NORMAL

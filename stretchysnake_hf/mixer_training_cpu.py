@@ -17,8 +17,8 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
   softplus) and the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
   reverse-time scan (gradients of u, of dt before softplus and of dt_proj's bias, of x_proj's output through B, C
   and dt_proj, of A and D), torch matmuls take the gradients of dt_proj's and x_proj's weights and through x_proj,
-  and two numba kernels through silu and the causal conv: into its weight and bias (one thread per block of
-  channels, which also applies silu's backward) and into x (one thread per token).
+  and a numba kernel through silu and the causal conv into its weight and bias and into x (one thread per block of
+  channels).
 """
 
 from __future__ import annotations
@@ -213,35 +213,16 @@ def _scan_chunk_backward(
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _conv_input_backward(weight, grad_p, start, reverse, grad_x):
-    """Adds to grad_x (b, length, channels) the gradient through the causal conv (of `mixer_inference_cpu.
-    _causal_conv_silu`) of the tokens [start, start + k), given grad_p (b, k, channels), the gradient of its output
-    before silu: grad_x[s] += sum_k weight[k] grad_p[t] over the tokens t whose tap k reads x[s], including the W - 1
-    tokens before the chunk (after it with `reverse`). weight (W, channels). One thread per (batch element, token s),
-    so no two threads write the same element."""
-    batch, length, channels = grad_x.shape
-    width = weight.shape[0]
-    steps = grad_p.shape[1]
-    first = start if reverse else max(start - (width - 1), 0)
-    count = (min(start + steps + width - 1, length) if reverse else start + steps) - first
-    for index in numba.prange(batch * count):
-        b, source = index // count, first + index % count
-        for k in range(width):
-            i = (source - (width - 1) + k if reverse else source + (width - 1) - k) - start
-            if 0 <= i < steps:
-                for c in range(channels):
-                    grad_x[b, source, c] += weight[k, c] * grad_p[b, i, c]
-
-
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
-def _silu_conv_weight_backward(x, grad_u, pre_activation, start, reverse, grad_weight):
+def _silu_conv_backward(x, weight, grad_u, pre_activation, start, reverse, grad_weight, grad_x):
     """The backward of u = silu(p) for the tokens [start, start + k) of the causal conv p (of `mixer_inference_cpu.
-    _causal_conv_silu`), given grad_u and p (b, k, channels): turns pre_activation into grad_p, the gradient of p,
-    in place, and adds to grad_weight (b, W + 1, channels), per batch element, the gradients of the conv's weight,
-    rows k < W: sum_t grad_p[t] x[source of tap k at t], and of its bias, row W: sum_t grad_p[t]. x (b, length,
-    channels). One thread per (batch element, block of `_CHANNEL_BLOCK` channels)."""
+    _causal_conv_silu`), given grad_u and p (b, k, channels). With grad_p the gradient of p, adds to grad_weight
+    (b, W + 1, channels), per batch element, the gradients of the conv's weight, rows k < W: sum_t grad_p[t]
+    x[source of tap k at t], and of its bias, row W: sum_t grad_p[t]; and to grad_x (b, length, channels) the
+    gradient of x, grad_p[t] weight[k] at the source of tap k at t (the W - 1 tokens before the chunk, after it with
+    `reverse`, included). x (b, length, channels), weight (W, channels). One thread per (batch element, block of
+    `_CHANNEL_BLOCK` channels), so no two threads write the same element."""
     batch, length, channels = x.shape
-    width = grad_weight.shape[1] - 1
+    width = weight.shape[0]
     steps = grad_u.shape[1]
     blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     for index in numba.prange(batch * blocks):
@@ -254,8 +235,6 @@ def _silu_conv_weight_backward(x, grad_u, pre_activation, start, reverse, grad_w
             for j in range(block_width):
                 p = pre_activation[b, i, first + j]
                 grad_p[j] = grad_u[b, i, first + j] * silu_derivative(p, fast_sigmoid(p))
-            for j in range(block_width):
-                pre_activation[b, i, first + j] = grad_p[j]
                 block[width, j] += grad_p[j]
             t = start + i
             for k in range(width):
@@ -263,6 +242,7 @@ def _silu_conv_weight_backward(x, grad_u, pre_activation, start, reverse, grad_w
                 if 0 <= source < length:
                     for j in range(block_width):
                         block[k, j] += grad_p[j] * x[b, source, first + j]
+                        grad_x[b, source, first + j] += weight[k, first + j] * grad_p[j]
         for k in range(width + 1):
             for j in range(block_width):
                 grad_weight[b, k, first + j] += block[k, j]
@@ -302,8 +282,7 @@ def _compile_backward_kernels() -> None:
         grad_D, grad_D, partials, grad_x_dbl,
     )  # fmt: skip
     weight = np.zeros((width, channels), np.float32)
-    _conv_input_backward(weight, grad_u, 0, False, grad_dt)
-    _silu_conv_weight_backward(u, grad_u, grad_dt, 0, False, np.zeros((batch, width + 1, channels), np.float32))
+    _silu_conv_backward(u, weight, grad_u, grad_dt, 0, False, np.zeros((batch, width + 1, channels), np.float32), u)
     _silu_gate_backward(u, u, grad_u, grad_dt, grad_dt)
 
 
@@ -354,9 +333,16 @@ def _direction_backward(
         grad_dt_proj_t.addmm_(x_dbl[..., :time_step_rank].flatten(0, 1).t(), grad_dt_raw.flatten(0, 1))
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
-        grad_p = pre_activation.numpy()  # becomes the gradient of the conv's output, through silu
-        _silu_conv_weight_backward(x_np, grad_u.numpy(), grad_p, start, reverse, grad_conv.numpy())
-        _conv_input_backward(conv_weight, grad_p, start, reverse, grad_x.numpy())
+        _silu_conv_backward(
+            x_np,
+            conv_weight,
+            grad_u.numpy(),
+            pre_activation.numpy(),
+            start,
+            reverse,
+            grad_conv.numpy(),
+            grad_x.numpy(),
+        )
     grad_conv = grad_conv.sum(0)
     return MambaDirectionWeights(
         grad_conv[:conv_width].t(),

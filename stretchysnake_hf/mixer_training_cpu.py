@@ -114,8 +114,10 @@ def _scan_chunk_backward(
     (b, channels), float64. partials (b, blocks, k, r + 2 n) is scratch.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
-    the stretches of `CHECKPOINT_STEPS` steps in reverse: computes a stretch's dt_raw and dt and recomputes its states and decays (n, block) per step from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over channels: each thread
-    writes its block's partial sums, and a second parallel loop, one thread per (batch element, token), adds them.
+    the stretches of `CHECKPOINT_STEPS` steps in reverse: computes a stretch's dt_raw and dt, recomputes its states and
+    decays (n, block) per step from its stored state, and runs the reverse recurrence over them. grad_x_dbl sums over
+    channels: each thread writes its block's partial sums, and a second parallel loop, one thread per (batch element,
+    token), adds them.
     """
     batch, steps, channels = u.shape
     state_size = A.shape[1]
@@ -326,23 +328,16 @@ def _direction_backward(
         grad_x_dbl = torch.empty_like(x_dbl)
         partials = np.empty((batch, blocks, *x_dbl.shape[1:]), np.float32)
         _scan_chunk_backward(
-            u.numpy(), x_dbl.numpy(), dt_proj_weight_t, dt_bias, A, D, grad_sum.numpy(), start, reverse, saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
+            u.numpy(), x_dbl.numpy(), dt_proj_weight_t, dt_bias, A, D, grad_sum.numpy(), start, reverse,
+            saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
             *accumulated[1:], partials, grad_x_dbl.numpy(),
         )  # fmt: skip
         grad_x_dbl = grad_x_dbl.flatten(0, 1)  # (b k, dt_rank + 2 d_state)
         grad_dt_proj_t.addmm_(x_dbl[..., :time_step_rank].flatten(0, 1).t(), grad_dt_raw.flatten(0, 1))
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
-        _silu_conv_backward(
-            x_np,
-            conv_weight,
-            grad_u.numpy(),
-            pre_activation.numpy(),
-            start,
-            reverse,
-            grad_conv.numpy(),
-            grad_x.numpy(),
-        )
+        gradients = (grad_conv.numpy(), grad_x.numpy())
+        _silu_conv_backward(x_np, conv_weight, grad_u.numpy(), pre_activation.numpy(), start, reverse, *gradients)
     grad_conv = grad_conv.sum(0)
     return MambaDirectionWeights(
         grad_conv[:conv_width].t(),

@@ -182,11 +182,12 @@ class StretchySnakeEmbeddings(nn.Module):
 
 def fused_cpu_kernels_apply(scan_backend: str, hidden_states: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a layer computes this call with its fused numba CPU kernels: `hidden_states` and `weight` are float32
-    CPU tensors, `scan_backend` resolves to "numba" (installed), and neither torch.compile nor CPU autocast is on."""
+    CPU tensors, `scan_backend` resolves to "numba" (installed), CPU autocast is off, and nothing traces the call
+    (torch.compile and export, torch.jit.trace, torch.fx: none of them sees inside a numba kernel)."""
     return (
         hidden_states.device.type == "cpu"
         and hidden_states.dtype == weight.dtype == torch.float32
-        and not torch.compiler.is_compiling()
+        and not is_tracing(hidden_states)
         and not torch.is_autocast_enabled("cpu")
         and resolve_backend(scan_backend, hidden_states.device) == "numba"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stretchysnake_hf.modeling_stretchysnake import StretchySnakeRMSNorm
+from stretchysnake_hf.modeling_stretchysnake import StretchySnakeRMSNorm, fused_cpu_kernels_apply
 from stretchysnake_hf.rms_norm_cpu import rms_norm_cpu
 
 
@@ -101,3 +101,14 @@ def test_model_norm_uses_the_kernels_where_the_fused_mixer_runs(scan_backend, dt
     torch.testing.assert_close(output.double(), expected, rtol=1e-6, atol=1e-6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert "RMSNormCpuFn" not in norm(hidden_states).grad_fn.name()
+
+
+def test_the_kernels_are_not_used_while_something_traces_the_call():
+    """torch.export and torch.compile trace with fake tensors, which have no data for a numba kernel to read."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    hidden_states, weight = torch.randn(2, 7, 16), torch.ones(16)
+    assert fused_cpu_kernels_apply("numba", hidden_states, weight)
+    with FakeTensorMode() as mode:
+        fake_states, fake_weight = mode.from_tensor(hidden_states), mode.from_tensor(weight)
+        assert not fused_cpu_kernels_apply("numba", fake_states, fake_weight)

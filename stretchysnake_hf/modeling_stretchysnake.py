@@ -383,7 +383,7 @@ class StretchySnakeMixer(nn.Module):
         - `cuda_kernels_forward`: weights on CUDA, the scan backend resolves to "cuda" (mamba-ssm) and causal-conv1d
           is installed, not under torch.compile (the kernels are opaque to it);
         - `cpu_inference_forward` (no gradients) or `cpu_training_forward` (gradients): where
-          `fused_cpu_kernels_apply` (float32 CPU tensors, no autocast or compilation, and the scan backend resolves
+          `fused_cpu_kernels_apply` (float32 CPU tensors, no autocast or tracing, and the scan backend resolves
           to "numba", installed);
         - `autograd_forward` otherwise: other dtypes and devices, compilation and export, the "chunked" and
           "reference" backends.

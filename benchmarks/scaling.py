@@ -15,7 +15,8 @@ On CUDA, times are synchronized and peak memory is `torch.cuda.max_memory_alloca
 
 On CPU, StretchySnake trains through the fused training path (`mixer_training_cpu`) when the scan backend resolves to
 "numba"; `--training-paths fused autograd` also measures its training step through `autograd_forward` (the
-path of the other backends), in rows of its own.
+mixers' path for the other backends), in rows of its own. The choice is the mixers': the RMSNorms run their numba
+kernels (`rms_norm_cpu`) in both.
 
 The last lines are the ratios the performance targets are about: forward cost growth divided by token growth
 (1.0 = linear), StretchySnake / VideoMAE time and memory at the largest setting both ran, fused / autograd training

@@ -13,7 +13,10 @@ fresh process:
   cost (Python, dispatch, kernel launches, the optimizer), which threads cannot shrink. With S that time and T1 the
   step's on 1 thread, no thread count n makes the step faster than S + (T1 - S) / n (Amdahl's law), the bound printed;
 - alone, with 1 and with all threads, VideoMamba-Ti's training step on one 8x224 clip (the setting of
-  `benchmarks/scaling.py`; `--ti-steps`): the thread scaling of a step whose ops are large enough to share out.
+  `benchmarks/scaling.py`; `--ti-steps`): the thread scaling of a step whose ops are large enough to share out;
+- alone, with 1 and with all threads, the machine itself (`machine_loads`): a numba kernel of arithmetic alone,
+  split evenly over the threads, and a 2048 x 2048 float32 matmul. What they gain from the threads is what the cores
+  give; a step that gains less loses the rest in software.
 
 Every scenario runs twice, side by side: with all threads throughout (what training did before), and with
 `stretchysnake_hf.cpu_sharing.CpuShare` updating the threads before each step (what `FlexibleTrainer` does on CPU).
@@ -113,6 +116,42 @@ def worker(
     }
 
 
+def machine_loads(threads: int | None) -> dict:
+    """Seconds per run of two loads that only the cores limit, on `threads` torch and numba threads (default: all), in
+    this process: "kernel", a numba kernel of float32 arithmetic in registers (no memory traffic) split into one
+    equal part per CPU, and "matmul", a 2048 x 2048 float32 torch matmul. Best of 5 runs."""
+    import numba
+    import numpy as np
+    import torch
+
+    @numba.njit(parallel=True, fastmath=True)
+    def arithmetic(out: np.ndarray, iterations: int) -> None:
+        for part in numba.prange(out.shape[0]):
+            values = np.full(64, np.float32(part))
+            for _ in range(iterations):
+                for lane in range(64):
+                    values[lane] = values[lane] * np.float32(0.999) + np.float32(0.001)
+            out[part] = values.sum()
+
+    parts = np.zeros(os.cpu_count() or 1, np.float32)
+    threads = threads or torch.get_num_threads()
+    arithmetic(parts, 1)  # starts numba's threads, which resets the OpenMP thread count torch reads
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    left, right = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    loads = {"kernel": lambda: arithmetic(parts, 16_000_000 // len(parts)), "matmul": lambda: left @ right}
+    seconds = {}
+    for name, load in loads.items():
+        load()
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            load()
+            runs.append(time.perf_counter() - start)
+        seconds[name] = min(runs)
+    return {**seconds, "threads": torch.get_num_threads()}
+
+
 def _start(code: str, seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code.format(seconds=seconds)])
 
@@ -126,6 +165,7 @@ def _measure(
     frames: int = 8,
     model_name: str = "demo",
     steps: int | None = None,
+    machine: bool = False,
 ) -> dict:
     """Starts the neighbours, waits a moment so they are running, runs the step of `MODELS[model_name]` on `clips`
     clips of `frames` frames `steps` times (default `args.steps`) in a fresh process (with `threads` torch and numba
@@ -147,6 +187,8 @@ def _measure(
         command += ["--batch", str(clips), "--frames", str(frames), "--model", model_name]
         if share:
             command.append("--share")
+        if machine:
+            command.append("--machine")
         if threads is not None:
             command += ["--threads", str(threads)]
             env["NUMBA_NUM_THREADS"] = str(threads)
@@ -170,6 +212,7 @@ def main() -> None:
     parser.add_argument("--scenarios", type=int, default=4, help="run the first N scenarios only (1: alone)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--machine", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=sorted(MODELS), default="demo", help=argparse.SUPPRESS)
@@ -180,6 +223,9 @@ def main() -> None:
         help="steps of the VideoMamba-Ti 8x224 step for its thread scaling (0: skip)",
     )
     args = parser.parse_args()
+    if args.worker and args.machine:
+        print(json.dumps(machine_loads(args.threads)))
+        return
     if args.worker:
         print(
             json.dumps(worker(args.steps, args.warmup, args.threads, args.share, args.batch, args.frames, args.model))
@@ -202,6 +248,7 @@ def main() -> None:
     fixed_all = _measure(args, [], args.threads, clips=1, frames=1) if args.threads != 1 else fixed_one
     ti_threads = ((1,) if args.threads == 1 else (1, args.threads)) if args.ti_steps else ()
     ti = [_measure(args, [], count, clips=1, model_name="ti", steps=args.ti_steps) for count in ti_threads]
+    machine = [_measure(args, [], count, machine=True) for count in ((1,) if args.threads == 1 else (1, args.threads))]
     alone, alone_shared = rows[0][1]["median"], rows[0][2]["median"]
     load = os.getloadavg()
     print(
@@ -236,6 +283,12 @@ def main() -> None:
             f"median of {args.ti_steps}: 1 thread {ti[0]['median'] * 1e3:.0f} ms, {ti[-1]['threads']} threads "
             f"{ti[-1]['median'] * 1e3:.0f} ms: {ti[0]['median'] / ti[-1]['median']:.2f}x."
         )
+    print(
+        f"The machine, 1 thread against {machine[-1]['threads']}: a numba kernel of arithmetic alone "
+        f"{machine[0]['kernel'] / machine[-1]['kernel']:.2f}x ({machine[0]['kernel'] * 1e3:.0f} and "
+        f"{machine[-1]['kernel'] * 1e3:.0f} ms), a 2048 x 2048 matmul {machine[0]['matmul'] / machine[-1]['matmul']:.2f}x "
+        f"({machine[0]['matmul'] * 1e3:.1f} and {machine[-1]['matmul'] * 1e3:.1f} ms)."
+    )
 
 
 if __name__ == "__main__":

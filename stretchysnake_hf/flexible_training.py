@@ -24,7 +24,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME, logging
 from .cpu_sharing import CpuShare
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
 from .mixing import MixupCutmix, soft_target_cross_entropy
-from .optimization import ModelEma, layer_decay_parameter_groups
+from .optimization import ModelEma, has_weight_decay, layer_decay_parameter_groups
 
 logger = logging.get_logger(__name__)
 
@@ -521,7 +521,10 @@ class FlexibleTrainer(Trainer):
     `layer_decay` builds the optimizer's parameter groups with `optimization.layer_decay_parameter_groups` (through
     the Trainer's optimizer hook, so `--optim`, schedulers, DeepSpeed and resume are untouched). `ema_decay` keeps a
     `ModelEma` updated after every optimizer step, evaluated next to the model (metrics prefixed `eval_ema_`), saved
-    wherever the model is saved as the folder `ema/` (weights, config, processor), and restored on resume.
+    wherever the model is saved as the folder `ema/` (weights, config, processor), and restored on resume and with
+    `load_best_model_at_end` (the best checkpoint's EMA). Weight decay follows VideoMamba's exemptions
+    (`optimization.has_weight_decay`) with and without `layer_decay`. The loss of an accumulated step is the mean of
+    its micro-batches' means (the model sets `accepts_loss_kwargs = False`), for hard and soft labels alike.
     Training on CPU, `share_cpu` (on by default) runs each step on the cores other processes leave idle
     (`cpu_sharing.CpuShare`; the threads join the logged scale as `cpu_threads`).
 
@@ -643,6 +646,12 @@ class FlexibleTrainer(Trainer):
             )
         return optimizer_cls, optimizer_kwargs
 
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        """The parameters the optimizer decays without `layer_decay`: VideoMamba's rule
+        (`optimization.has_weight_decay`), the one `layer_decay` applies, instead of the Trainer's name patterns (which
+        decay the cls token, the position tables, `D` and the final norm)."""
+        return [name for name, parameter in model.named_parameters() if has_weight_decay(name, parameter)]
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -676,12 +685,21 @@ class FlexibleTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_ema(resume_from_checkpoint, "Resuming")
+
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        self._load_ema(self.state.best_model_checkpoint, "Loading the best model at the end")
+
+    def _load_ema(self, checkpoint: str, purpose: str) -> None:
+        """With an EMA, load the one saved in `checkpoint` (its `ema/` folder), so the EMA stays the average of the
+        weights it is saved next to."""
         if self.ema is None:
             return
-        weights = os.path.join(resume_from_checkpoint, EMA_FOLDER, SAFE_WEIGHTS_NAME)
+        weights = os.path.join(checkpoint, EMA_FOLDER, SAFE_WEIGHTS_NAME)
         if not os.path.isfile(weights):
             raise FileNotFoundError(
-                f"Resuming with an EMA (ema_decay={self.ema.decay}) needs the checkpoint's EMA weights, and {weights} "
+                f"{purpose} with an EMA (ema_decay={self.ema.decay}) needs the checkpoint's EMA weights, and {weights} "
                 "does not exist (was the run started without --ema_decay?)."
             )
         self.ema.module.load_state_dict(load_file(weights, device=str(next(self.ema.module.parameters()).device)))

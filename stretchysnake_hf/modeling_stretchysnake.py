@@ -464,6 +464,10 @@ class StretchySnakePreTrainedModel(PreTrainedModel):
     input_modalities = "video"
     supports_gradient_checkpointing = True
     _no_split_modules = ["StretchySnakeBlock"]
+    # The loss is a mean over the batch whatever `**kwargs` holds, so the Trainer must not pass `num_items_in_batch`
+    # and must divide the loss by the gradient-accumulation steps itself (it assumes the model normalizes when
+    # `forward` takes `**kwargs`, and then each accumulated step trained on N times the gradient).
+    accepts_loss_kwargs = False
     # hidden_states: the residual stream after the embeddings (the first block's input) and after every block
     _can_record_outputs = {"hidden_states": StretchySnakeBlock}
 

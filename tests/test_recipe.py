@@ -7,18 +7,21 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
+from safetensors.torch import load_file
+from transformers import TrainingArguments
 
 from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
 from stretchysnake_hf.flexible_training import (
     SEED_KEY,
     SOFT_LABELS_KEY,
     STEP_KEY,
+    FlexibleTrainer,
     FlexibleTrainingConfig,
     FlexibleVideoCollator,
     ScaleSampler,
 )
 from stretchysnake_hf.mixing import MixupCutmix, smooth_one_hot, soft_target_cross_entropy
-from stretchysnake_hf.optimization import ModelEma, layer_decay_parameter_groups, layer_id
+from stretchysnake_hf.optimization import ModelEma, has_weight_decay, layer_decay_parameter_groups, layer_id
 from stretchysnake_hf.recipes import recipe_arguments
 from stretchysnake_hf.video_augmentation import (
     INCREASING_OPERATIONS,
@@ -361,3 +364,111 @@ def test_recipe_flags():
     )
     with pytest.raises(ValueError, match="Unknown recipe 'deit'"):
         recipe_arguments("deit")
+
+
+# ---------------------------------------------------------------- the trainer: accumulation, weight decay, best model
+
+
+class TensorProcessor:
+    """Stands in for the video processor: each example's video is already a (frames, 3, size, size) tensor at the
+    one scale of the "fixed" variant, so a clip is the same whatever batch it lands in."""
+
+    def __call__(self, videos, num_frames, size, patch_size, training, seed, return_tensors, num_clips, num_crops):
+        return {"pixel_values": torch.stack(videos), "patch_size": patch_size}
+
+    def save_pretrained(self, folder):
+        pass
+
+
+def tiny_trainer(tmp_path, batch_size=4, accumulation=1, mixing=None, ema_decay=None, **arguments) -> FlexibleTrainer:
+    torch.manual_seed(0)
+    model = tiny_model(depth=2)
+    videos = torch.randn(4, 2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    dataset = [{"video": video, "label": i % 3} for i, video in enumerate(videos)]
+    config = FlexibleTrainingConfig("fixed", frames=(2,), resolutions=(16,), base_patch_size=8)
+    arguments = {
+        "output_dir": str(tmp_path),
+        "per_device_train_batch_size": batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "max_steps": 1,
+        "optim": "sgd",
+        "learning_rate": 0.5,
+        "lr_scheduler_type": "constant",
+        "max_grad_norm": 0.0,
+        "weight_decay": 0.0,
+        "remove_unused_columns": False,
+        "use_cpu": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        **arguments,
+    }
+    collator = FlexibleVideoCollator(TensorProcessor(), ScaleSampler(config), eval_scale=(2, 16, 8), mixing=mixing)
+    return FlexibleTrainer(
+        model=model,
+        args=TrainingArguments(**arguments),
+        data_collator=collator,
+        train_dataset=dataset,
+        eval_dataset=dataset[:2],
+        ema_decay=ema_decay,
+        share_cpu=False,
+    )
+
+
+@pytest.mark.parametrize("mixing", [None, MixupCutmix(3, label_smoothing=0.1)], ids=["hard_labels", "soft_labels"])
+def test_accumulated_micro_batches_train_like_one_batch(tmp_path, mixing):
+    """The 4 clips as one batch, or as 2 micro-batches of 2 accumulated: the same loss and the same SGD step."""
+    results = []
+    for batch_size, accumulation in ((4, 1), (2, 2)):
+        trainer = tiny_trainer(tmp_path / f"{batch_size}x{accumulation}", batch_size, accumulation, mixing)
+        start = {name: value.detach().clone() for name, value in trainer.model.named_parameters()}
+        loss = trainer.train().training_loss
+        steps = {name: value.detach() - start[name] for name, value in trainer.model.named_parameters()}
+        results.append((loss, steps))
+    (loss, steps), (accumulated_loss, accumulated_steps) = results
+    assert accumulated_loss == pytest.approx(loss, rel=1e-5)
+    assert steps["classifier.weight"].abs().max() > 1e-3
+    for name, step in steps.items():
+        torch.testing.assert_close(accumulated_steps[name], step, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_weight_decay_follows_videomamba_without_layer_decay(tmp_path):
+    trainer = tiny_trainer(tmp_path, weight_decay=0.05)
+    decay_of = {
+        id(p): group["weight_decay"] for group in trainer.create_optimizer().param_groups for p in group["params"]
+    }
+    decay = {name: decay_of[id(parameter)] for name, parameter in trainer.model.named_parameters()}
+    assert decay == {
+        name: 0.05 if has_weight_decay(name, parameter) else 0.0
+        for name, parameter in trainer.model.named_parameters()
+    }
+    exempt = {name.removeprefix("stretchysnake.") for name, value in decay.items() if value == 0.0}
+    for name in ("embeddings.cls_token", "embeddings.position_embeddings", "layers.0.mixer.D", "norm_f.weight"):
+        assert name in exempt
+    assert decay["stretchysnake.layers.1.mixer.in_proj.weight"] == decay["stretchysnake.layers.1.mixer.A_log"] == 0.05
+
+
+def test_loading_the_best_model_at_the_end_brings_its_ema(tmp_path):
+    trainer = tiny_trainer(
+        tmp_path,
+        batch_size=2,
+        ema_decay=0.5,
+        max_steps=3,
+        eval_strategy="steps",
+        eval_steps=1,
+        save_strategy="steps",
+        save_steps=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="score",
+    )
+    scores = {1: 3.0, 2: 1.0, 3: 2.0}  # the model after step 1 scores best
+    trainer.compute_metrics = lambda prediction: {"score": scores[trainer.state.global_step]}
+    trainer.train()
+    best = tmp_path / "checkpoint-1"
+    assert trainer.state.best_model_checkpoint == str(best)
+    saved_ema, last_ema = (
+        load_file(tmp_path / name / "ema" / "model.safetensors") for name in ("checkpoint-1", "checkpoint-3")
+    )
+    assert any(not torch.equal(saved_ema[name], last_ema[name]) for name in saved_ema)
+    for name, value in trainer.ema.module.state_dict().items():
+        torch.testing.assert_close(value, saved_ema[name], rtol=0, atol=0, msg=name)

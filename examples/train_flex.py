@@ -119,8 +119,13 @@ class DataArguments:
         default="video", metadata={"help": "Column with the videos: paths, bytes, or a (not decoded) Video feature."}
     )
     label_column: str = field(default="label", metadata={"help": "Column with class names or indices."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training videos."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation videos."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep this many training videos, drawn at random (the same for every --seed)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Keep this many validation videos, drawn at random (the same for every --seed)."},
+    )
     sampling: str = field(default="uniform", metadata={"help": "Temporal sampling: 'uniform' or 'dense'."})
     do_flip: bool = field(
         default=True, metadata={"help": "Horizontal flip in training; false for direction-sensitive classes."}
@@ -144,6 +149,11 @@ class DataArguments:
     scale_grid_resolutions: list[int] | None = field(
         default=None, metadata={"help": "Resolutions of that grid (static_tokens rule); heatmap in the model card."}
     )
+
+    def __post_init__(self) -> None:
+        if bool(self.scale_grid_frames) != bool(self.scale_grid_resolutions):
+            given, missing = ("frames", "resolutions") if self.scale_grid_frames else ("resolutions", "frames")
+            raise ValueError(f"--scale_grid_{given} needs --scale_grid_{missing}: the grid has both axes.")
 
 
 @dataclass
@@ -211,6 +221,8 @@ class RecipeArguments:
     )
 
     def __post_init__(self) -> None:
+        if self.train_interpolation not in (None, "bilinear", "bicubic"):
+            raise ValueError(f"--train_interpolation must be bilinear or bicubic; got {self.train_interpolation!r}.")
         if self.rand_augment is not None and self.rand_augment.lower() in ("", "none", "off"):
             self.rand_augment = None  # lets `--rand_augment none` switch off a recipe's RandAugment
 
@@ -279,6 +291,12 @@ def benchmark_dataset(args: DataArguments) -> tuple[datasets.Dataset, datasets.D
     if args.data_root is None:
         raise ValueError("--dataset_format needs --data_root, the folder the benchmark was unpacked into.")
     options = parse_dataset_options(args.dataset_options)
+    list_file = options.get("list_file")
+    if list_file is not None and "{split}" not in str(list_file):
+        raise ValueError(
+            f"--dataset_options list_file={list_file} would give training and validation the same videos: put "
+            "{split} in it (e.g. list_file=lists/{split}.txt) so that each split reads its own list."
+        )
     train = drop_unlabelled(
         load_video_dataset(args.dataset_format, args.data_root, args.train_split, args.fold, **options)
     )
@@ -314,10 +332,11 @@ def load_data(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset |
         raise ValueError(
             "Give --train_dir (class-per-folder videos), --dataset_format with --data_root, or --dataset_name."
         )
+    # A random subset (class-sorted lists would keep only the first classes), fixed so that seeds compare alike
     if args.max_train_samples is not None:
         train = train.shuffle(seed=0).select(range(min(args.max_train_samples, len(train))))
     if validation is not None and args.max_eval_samples is not None:
-        validation = validation.select(range(min(args.max_eval_samples, len(validation))))
+        validation = validation.shuffle(seed=0).select(range(min(args.max_eval_samples, len(validation))))
     return train, validation, list(train.features["label"].names)
 
 
@@ -466,6 +485,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
+    train_dataset, eval_dataset, class_names = load_data(data_args)
+    transformers.set_seed(training_args.seed)  # the Trainer seeds only after the model exists: seed its initialization
+    model = load_model(model_args, class_names)
     flex = FlexibleTrainingConfig(
         variant=flex_args.variant,
         frames=tuple(flex_args.frames),
@@ -475,11 +497,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         base_patch_size=flex_args.base_patch_size,
         seed=flex_args.flex_seed if flex_args.flex_seed is not None else training_args.seed,
         max_tokens_per_step=flex_args.max_tokens_per_step,
+        tubelet_size=model.config.tubelet_size,  # token budgets count the model's tubelets
     )
-    train_dataset, eval_dataset, class_names = load_data(data_args)
-    transformers.set_seed(training_args.seed)  # the Trainer seeds only after the model exists: seed its initialization
-    model = load_model(model_args, class_names)
-    flex = dataclasses.replace(flex, tubelet_size=model.config.tubelet_size)  # token budgets count the model's tubelet
     model.config.flexible_training = flex.to_dict()
     processor = load_processor(model_args, data_args, recipe)
     mixing = recipe.mixing(len(class_names))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -56,6 +57,10 @@ class Scale(NamedTuple):
 # inside each rule) makes every rule checkable at construction: divisibility, the token budget, coverage tests.
 
 
+def _is_integer_at_least(value: Any, minimum: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
 def _single(values: tuple[int, ...], name: str, variant: str) -> int:
     if len(values) != 1:
         raise ValueError(f"Variant {variant!r} holds {name} fixed: give exactly one value, got {values}.")
@@ -75,10 +80,18 @@ def _divisible(resolution: int, patch_size: int, variant: str) -> tuple[int, int
     return resolution, patch_size
 
 
-def _patch_sizes_near_base(config: FlexibleTrainingConfig, resolution: int) -> tuple[int, ...]:
-    """Default patch sizes for a resolution: its divisors from half to twice `base_patch_size` (FlexiViT's range)."""
+def _patch_sizes_dividing(config: FlexibleTrainingConfig, resolution: int) -> tuple[int, ...]:
+    """The patch sizes a variant that samples p may use at a resolution: those of `patch_sizes` that divide it, by
+    default its divisors from half to twice `base_patch_size` (FlexiViT's range). Raises if there are none."""
     low, high = max(1, math.ceil(config.base_patch_size / 2)), 2 * config.base_patch_size
-    return tuple(p for p in range(low, high + 1) if resolution % p == 0)
+    candidates = config.patch_sizes or tuple(range(low, high + 1))
+    dividing = tuple(p for p in candidates if resolution % p == 0)
+    if not dividing:
+        raise ValueError(
+            f"Variant {config.variant!r}: no patch size in {candidates} divides resolution {resolution}; give "
+            "patch_sizes that do, or another resolution or base_patch_size."
+        )
+    return dividing
 
 
 def static_tokens_scales(config: FlexibleTrainingConfig) -> list[Scale]:
@@ -98,20 +111,15 @@ def static_patch_scales(config: FlexibleTrainingConfig) -> list[Scale]:
 def flexi_patch_scales(config: FlexibleTrainingConfig) -> list[Scale]:
     """FlexiViT: one fixed resolution; p sampled from `patch_sizes` (default: its divisors near the base patch)."""
     resolution = _single(config.resolutions, "the resolution", config.variant)
-    patch_sizes = config.patch_sizes or _patch_sizes_near_base(config, resolution)
-    spatial = [_divisible(resolution, p, config.variant) for p in patch_sizes]
-    return [Scale(t, s, p) for t in config.frames for s, p in spatial]
+    if config.patch_sizes is not None:
+        for patch_size in config.patch_sizes:
+            _divisible(resolution, patch_size, config.variant)
+    return [Scale(t, resolution, p) for t in config.frames for p in _patch_sizes_dividing(config, resolution)]
 
 
 def random_scales(config: FlexibleTrainingConfig) -> list[Scale]:
     """S and p sampled independently among the pairs with S divisible by p (default p: divisors near the base)."""
-    spatial = []
-    for resolution in config.resolutions:
-        candidates = config.patch_sizes or _patch_sizes_near_base(config, resolution)
-        pairs = [(resolution, p) for p in candidates if resolution % p == 0]
-        if not pairs:
-            raise ValueError(f"Variant 'random': no patch size in {candidates} divides resolution {resolution}.")
-        spatial.extend(pairs)
+    spatial = [(s, p) for s in config.resolutions for p in _patch_sizes_dividing(config, s)]
     return [Scale(t, s, p) for t in config.frames for s, p in spatial]
 
 
@@ -184,12 +192,16 @@ class FlexibleTrainingConfig:
             if values is None:
                 continue
             values = tuple(values)
-            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+            if not values or not all(_is_integer_at_least(v, 1) for v in values):
                 raise ValueError(f"{name} must be a non-empty sequence of positive integers; got {values!r}.")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice ({values!r}), which would draw it more often.")
             object.__setattr__(self, name, values)
         for name in ("token_grid", "base_patch_size", "tubelet_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
+            if not _is_integer_at_least(getattr(self, name), 1):
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
+        if not _is_integer_at_least(self.seed, 0):
+            raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}.")
         if any(t % self.tubelet_size for t in self.frames):
             raise ValueError(
                 f"Every frame count in {self.frames} must be a multiple of tubelet_size {self.tubelet_size}."
@@ -403,8 +415,9 @@ class FlexibleVideoCollator:
         self.eval_num_crops = eval_num_crops
         self.repeated_augmentation = repeated_augmentation
         self.mixing = mixing
-        if repeated_augmentation < 1:
-            raise ValueError(f"repeated_augmentation must be a positive integer; got {repeated_augmentation}.")
+        for name in ("repeated_augmentation", "eval_num_clips", "eval_num_crops"):
+            if not _is_integer_at_least(getattr(self, name), 1):
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
         largest = max(sampler.scales, key=lambda scale: scale.sequence_length(sampler.config.tubelet_size))
         if sampler.batch_size_for(largest, repeated_augmentation) < repeated_augmentation:
             raise ValueError(
@@ -555,6 +568,11 @@ class FlexibleTrainer(Trainer):
             self.add_callback(_EmaCallback(self))
         if not isinstance(self.data_collator, FlexibleVideoCollator):
             raise TypeError("FlexibleTrainer needs a FlexibleVideoCollator as data_collator.")
+        if self.args.ignore_data_skip:
+            raise ValueError(
+                "FlexibleTrainer needs TrainingArguments(ignore_data_skip=False): each batch is made for its optimizer "
+                "step (its scale and seed), so a resumed run must skip the batches it already trained on."
+            )
         if self.args.remove_unused_columns:
             raise ValueError(
                 "FlexibleTrainer needs TrainingArguments(remove_unused_columns=False): the collator reads the raw "

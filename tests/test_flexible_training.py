@@ -90,8 +90,12 @@ def test_schedule_is_a_pure_function_of_seed_and_step():
         ({"variant": "random", "resolutions": (97,)}, "no patch size"),
         ({"variant": "static_tokens", "frames": ()}, "non-empty"),
         ({"variant": "static_tokens", "frames": (8, 0)}, "positive"),
-        ({"variant": "static_tokens", "token_grid": 0}, "token_grid must be positive"),
+        ({"variant": "static_tokens", "token_grid": 0}, "token_grid must be a positive integer; got 0"),
         ({"variant": "static_tokens", "max_tokens_per_step": 1000}, "cannot hold one clip"),
+        ({"variant": "flexi_patch", "resolutions": (97,)}, "no patch size in .* divides resolution 97"),
+        ({"variant": "static_tokens", "seed": -1}, "seed must be a non-negative integer; got -1"),
+        ({"variant": "static_tokens", "token_grid": 2.5}, "token_grid must be a positive integer; got 2.5"),
+        ({"variant": "static_tokens", "frames": (8, 8, 16)}, r"frames lists a value twice \(\(8, 8, 16\)\)"),
     ],
 )
 def test_invalid_combinations_raise_at_construction(kwargs, message):
@@ -197,6 +201,13 @@ def test_collator_cuts_to_the_token_budget_and_drops_skipped_videos():
     batch = FlexibleVideoCollator(processor, ScaleSampler(config))(tagged(0, count=5))
     assert processor.calls[-1]["videos"] == ["v0.mp4", "v1.mp4"]  # 65 tokens per clip: 2 clips fit
     assert batch["labels"].tolist() == [0] and batch["pixel_values"].shape[0] == 1
+
+
+@pytest.mark.parametrize("name", ["eval_num_clips", "eval_num_crops", "repeated_augmentation"])
+def test_collator_refuses_view_counts_below_one(name):
+    config = FlexibleTrainingConfig("fixed", frames=(2,), resolutions=(16,), base_patch_size=8)
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer; got 0"):
+        FlexibleVideoCollator(RecordingProcessor(), ScaleSampler(config), **{name: 0})
 
 
 def test_fixed_variant_reproduces_ordinary_fixed_scale_training():

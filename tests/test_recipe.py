@@ -472,3 +472,8 @@ def test_loading_the_best_model_at_the_end_brings_its_ema(tmp_path):
     assert any(not torch.equal(saved_ema[name], last_ema[name]) for name in saved_ema)
     for name, value in trainer.ema.module.state_dict().items():
         torch.testing.assert_close(value, saved_ema[name], rtol=0, atol=0, msg=name)
+
+
+def test_resuming_must_skip_the_batches_already_trained_on(tmp_path):
+    with pytest.raises(ValueError, match="ignore_data_skip=False"):
+        tiny_trainer(tmp_path, ignore_data_skip=True)

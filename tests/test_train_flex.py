@@ -220,3 +220,34 @@ def test_resuming_with_an_ema_needs_the_checkpoints_ema(data_dir, tmp_path):
     resume = ["--max_steps", "3", "--ema_decay", "0.99", "--resume_from_checkpoint", str(tmp_path / "checkpoint-2")]
     with pytest.raises(FileNotFoundError, match="was the run started without --ema_decay"):
         train_flex.main(arguments(data_dir, tmp_path, *resume))
+
+
+def test_flag_combinations_that_would_be_ignored_or_wrong_are_refused(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="--scale_grid_frames needs --scale_grid_resolutions"):
+        train_flex.main(arguments(data_dir, tmp_path, "--scale_grid_frames", "2", "4"))
+    with pytest.raises(ValueError, match="--train_interpolation must be bilinear or bicubic; got 'nearest'"):
+        train_flex.main(arguments(data_dir, tmp_path, "--train_interpolation", "nearest"))
+    one_list = ["--dataset_format", "list", "--data_root", str(tmp_path), "--dataset_options", "list_file=all.txt"]
+    with pytest.raises(ValueError, match=r"list_file=all.txt would give training and validation the same videos"):
+        train_flex.load_data(
+            train_flex.HfArgumentParser(train_flex.DataArguments).parse_args_into_dataclasses(one_list)[0]
+        )
+
+
+def test_token_budget_counts_the_models_tubelets(data_dir, tmp_path):
+    """4 frames at 32 px, patch 8: 33 tokens per clip with tubelets of 2 frames (65 with 1), so a budget of 40 holds
+    one clip of the model's."""
+    overrides = "hidden_size=32,num_hidden_layers=2,image_size=32,patch_size=8,num_frames=4,tubelet_size=2"
+    budget = ["--config_overrides", overrides, "--max_tokens_per_step", "40", "--max_steps", "1"]
+    train_flex.main(arguments(data_dir, tmp_path, *budget))
+    saved = json.loads((tmp_path / "config.json").read_text())["flexible_training"]
+    assert saved["tubelet_size"] == 2 and saved["max_tokens_per_step"] == 40
+
+
+def test_the_eval_sample_limit_draws_at_random(data_dir):
+    args = train_flex.DataArguments(
+        train_dir=str(data_dir / "train"), validation_dir=str(data_dir / "validation"), max_eval_samples=4
+    )
+    _, validation, _ = train_flex.load_data(args)
+    full = train_flex.folder_dataset(data_dir / "validation")
+    assert len(validation) == 4 and validation["video"] != full["video"][:4]  # the folder lists class by class

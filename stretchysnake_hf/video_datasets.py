@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import datasets
 from transformers.utils import logging
 
-from .data import VIDEO_EXTENSIONS, folder_dataset
+from .data import VIDEO_EXTENSIONS, folder_dataset, video_files
 
 logger = logging.get_logger(__name__)
 
@@ -55,6 +55,9 @@ EVALUATION_SPLITS = {
 """Each format's official evaluation split: the one papers report on."""
 
 _SPLIT_NAMES = {"val": ("val", "validation"), "validation": ("validation", "val")}
+
+_SPLIT_FOLDERS = {"train", "training", "val", "valid", "validation", "test", "testing", "eval"}
+"""Folder names (in any case) that mark a split of a class-per-folder tree, never a class."""
 
 
 class _Listing(NamedTuple):
@@ -123,9 +126,8 @@ def _index_videos(folder: Path) -> dict[str, list[Path]]:
     folders (with spaces or underscores) or by container are all found by name."""
     index: dict[str, list[Path]] = {}
     if folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
-                index.setdefault(path.stem, []).append(path)
+        for path in video_files(folder)[0]:
+            index.setdefault(path.stem, []).append(path)
     return index
 
 
@@ -135,11 +137,35 @@ def _pick(candidates: Iterable[Path], expected: Path) -> Path:
     return next((path for path in candidates if path.stat().st_size > 0), candidates[0] if candidates else expected)
 
 
+def _names_by_index(path: Path, index_of: dict[str, Any]) -> list[str]:
+    """The names of the `{name: index}` object read from `path`, in index order.
+
+    Raises `ValueError` naming `path` and the gap or the duplicate unless the indices (integers, or strings of them as
+    in SSv2's labels.json) are exactly 0 to N-1: any other renumbering would silently shift labels.
+    """
+    names_at: dict[int, list[str]] = {}
+    for name, index in index_of.items():
+        try:
+            names_at.setdefault(int(index), []).append(name)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: class {name!r} has the index {index!r}, not an integer") from err
+    missing = sorted(set(range(len(index_of))) - set(names_at))
+    shared = {index: names for index, names in sorted(names_at.items()) if len(names) > 1}
+    if missing or shared:
+        problems = ([f"no class has the index {missing}"] if missing else []) + [
+            f"the classes {names} share the index {index}" for index, names in shared.items()
+        ]
+        raise ValueError(
+            f"{path}: the class indices must be 0 to {len(index_of) - 1}, each once; " + "; ".join(problems)
+        )
+    return [names_at[index][0] for index in range(len(index_of))]
+
+
 def read_class_names(class_names: str | os.PathLike | Sequence[str]) -> list[str]:
     """Class names in label order, given as a sequence or a class-order file.
 
-    The file is a JSON list of names, a JSON object `{name: index}` (indices may be strings, as in SSv2's
-    labels.json), or text with one name per line (line 1 is label 0).
+    The file is a JSON list of names, a JSON object `{name: index}` (indices 0 to N-1, each once; they may be strings,
+    as in SSv2's labels.json), or text with one name per line (line 1 is label 0).
     """
     if not isinstance(class_names, str | os.PathLike):
         return list(class_names)
@@ -147,7 +173,7 @@ def read_class_names(class_names: str | os.PathLike | Sequence[str]) -> list[str
     if path.suffix.lower() == ".json":
         loaded = _read_json(path)
         if isinstance(loaded, dict):
-            return [name for name, _ in sorted(loaded.items(), key=lambda item: int(item[1]))]
+            return _names_by_index(path, loaded)
         return [str(name) for name in loaded]
     return [line.strip() for _, line in _read_lines(path)]
 
@@ -324,10 +350,8 @@ def _ssv2(
         )
 
     labels_file = find("labels")
-    label_of = {name: int(index) for name, index in _read_json(labels_file).items()}
-    class_names = sorted(label_of, key=label_of.get)
-    if [label_of[name] for name in class_names] != list(range(len(class_names))):
-        raise ValueError(f"{labels_file}: the class indices are not 0 to {len(class_names) - 1}")
+    class_names = _names_by_index(labels_file, _read_json(labels_file))
+    label_of = {name: index for index, name in enumerate(class_names)}
     split_file = find(split)
     answers: dict[str, str] = {}
     if split == "test":
@@ -453,7 +477,11 @@ def _coin(
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{json_file}, video {video_id}: no numeric recipe_type, start and end ({err})") from err
         task_names.setdefault(task, str(entry.get("class", task)))
-        if entry.get("subset") == subsets[split]:
+        if entry.get("subset") not in subsets.values():
+            raise ValueError(
+                f"{json_file}, video {video_id}: subset {entry.get('subset')!r} is neither 'training' nor 'testing'"
+            )
+        if entry["subset"] == subsets[split]:
             videos.append(_pick(index.get(video_id, []), videos_root / str(task) / f"{video_id}.mp4"))
             labels.append(task)
             segments.append((start, end))
@@ -474,15 +502,17 @@ def _list(
     delimiter: str | None = None,
     class_names: str | os.PathLike | Sequence[str] | None = None,
 ) -> _Listing:
-    """`<split>.csv` / `<split>.txt` in `root` (or `list_file`): `path label` per line, space or comma separated
-    (`delimiter` forces one), relative to `prefix` (default `root`) or absolute; a line without a label is
-    unlabelled (-1). `class_names`: the names of labels 0, 1, ... (default "0", "1", ...)."""
+    """`<split>.csv` / `<split>.txt` in `root` (or `list_file`, relative to `root` or absolute, where `{split}` stands
+    for the split's name: `lists/{split}.txt`; without it every split reads the same file): `path label` per line,
+    space or comma separated (`delimiter` forces one), relative to `prefix` (default `root`) or absolute; a line
+    without a label is unlabelled (-1). `class_names`: the names of labels 0, 1, ... (default "0", "1", ...)."""
     _check_fold("list", fold)
+    split_names = _SPLIT_NAMES.get(split, (split,))
     if list_file is not None:
-        path = root / list_file
+        names = list(dict.fromkeys(str(list_file).replace("{split}", name) for name in split_names))
     else:
-        names = [f"{name}{ext}" for name in _SPLIT_NAMES.get(split, (split,)) for ext in (".csv", ".txt")]
-        path = _find_file("list", root, names, ("",), None)
+        names = [f"{name}{ext}" for name in split_names for ext in (".csv", ".txt")]
+    path = _find_file("list", root, names, ("",), None)
     base = root if prefix is None else root / prefix
     separator = r"\s*,\s*|\s+" if delimiter is None else rf"\s*{re.escape(delimiter)}\s*"
     labelled_line = re.compile(rf"^(?P<path>.*?)(?:{separator})(?P<label>-?\d+)$")
@@ -510,12 +540,25 @@ def _folder(
     root: Path, split: str, fold: int, class_names: str | os.PathLike | Sequence[str] | None = None
 ) -> _Listing:
     """A class-per-folder tree: `root/<split>/<class>/...` (as `stretchysnake_hf.synthetic` writes), or `root` itself
-    for the train split when it has no such folder. Label order: `class_names`, default the sorted folder names."""
+    for the train split when no folder of `root` is named like a split (`_SPLIT_FOLDERS`). Label order:
+    `class_names`, default the sorted folder names."""
     _check_fold("folder", fold)
     trees = [root / name for name in _SPLIT_NAMES.get(split, (split,))]
-    tree = next((path for path in trees if path.is_dir()), root if split == "train" else None)
+    tree = next((path for path in trees if path.is_dir()), None)
     if tree is None:
-        raise FileNotFoundError(f"folder: no split folder for {split!r}; looked for: " + ", ".join(map(str, trees)))
+        split_like = sorted(
+            path.name for path in root.iterdir() if path.is_dir() and path.name.lower() in _SPLIT_FOLDERS
+        )
+        message = f"folder: no split folder for {split!r}; looked for: {', '.join(map(str, trees))}"
+        if split != "train":
+            raise FileNotFoundError(message + (f" ({root} has the split folders {split_like})" if split_like else ""))
+        if split_like:
+            # Taking root as the tree would make its split folders classes, mixing the test videos into training.
+            raise ValueError(
+                f"{message}; {root} has the split folders {split_like}, so it is not a tree of classes: ask for the "
+                "split by its folder's name, or rename that folder"
+            )
+        tree = root
     dataset = folder_dataset(tree, read_class_names(class_names) if class_names is not None else None)
     videos = [Path(video) for video in dataset["video"]]
     return _Listing(dataset.features["label"].names, videos, dataset["label"], None, str(tree))
@@ -573,12 +616,14 @@ def load_video_dataset(
             to `root`, or absolute) where the files are not in the standard places. "kinetics" and "list" take
             `class_names` (a class-order file, see `read_class_names`, or a list); "folder" too. "breakfast" takes
             `split_scheme` ("standard" or "vis4mer"). "list" takes `list_file`, `prefix` (the folder paths are
-            relative to; default `root`) and `delimiter` (default: space or comma, found per line).
+            relative to; default `root`) and `delimiter` (default: space or comma, found per line); `{split}` in
+            `list_file` stands for the split's name (`list_file="lists/{split}.txt"`), else every split reads it.
 
     Raises:
         FileNotFoundError: a missing annotation file (the message names the file the format expects and where it
             looked), no listed video on disk, or with `strict=True` any missing or empty one.
-        ValueError: an unknown format, split, fold or option, or a malformed line (file, line number and line).
+        ValueError: an unknown format, split, fold or option, a malformed line (file, line number and line), or a
+            split that lists no video (the file or folder and the split).
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown dataset format {format!r}; choose one of {sorted(FORMATS)}")
@@ -591,6 +636,8 @@ def load_video_dataset(
     if not root.is_dir():
         raise FileNotFoundError(f"{format}: dataset folder {root} not found")
     listing = reader(root, split, fold, **options)
+    if not listing.videos:
+        raise ValueError(f"{format} {split} (fold {fold}): {listing.source} lists no video for this split")
     problems = [(path, problem) for path in listing.videos if (problem := _file_problem(path))]
     if problems and len(problems) == len(listing.videos):
         raise FileNotFoundError(

@@ -19,6 +19,7 @@ from conftest import tiny_config
 from indexed_video import indexed_frames, read_indices
 
 from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
+from stretchysnake_hf.data import VIDEO_EXTENSIONS, folder_dataset
 from stretchysnake_hf.flexible_training import VIEWS_KEY, FlexibleTrainingConfig, FlexibleVideoCollator, ScaleSampler
 from stretchysnake_hf.video_datasets import (
     align_labels,
@@ -26,6 +27,7 @@ from stretchysnake_hf.video_datasets import (
     load_video_dataset,
     parse_dataset_options,
     processor_videos,
+    read_class_names,
 )
 from stretchysnake_hf.video_io import VideoDecodeError, write_video
 from stretchysnake_hf.video_processing_stretchysnake import sample_frame_indices, segment_frames
@@ -313,6 +315,21 @@ def test_kinetics_class_order_file_k600_csv_and_errors(tmp_path, clips):
         load_video_dataset("kinetics", k600, fold=2)
 
 
+def test_class_order_json_indices_must_be_0_to_n_minus_1(tmp_path):
+    orders = {
+        "strings.json": {"air drumming": "1", "riding a bike": "0", "abseiling": "2"},
+        "gap.json": {"riding a bike": 0, "abseiling": 2, "air drumming": 3},
+        "duplicate.json": {"riding a bike": 0, "abseiling": 1, "air drumming": 1},
+    }
+    for name, order in orders.items():
+        (tmp_path / name).write_text(json.dumps(order))
+    assert read_class_names(tmp_path / "strings.json") == ["riding a bike", "air drumming", "abseiling"]
+    with pytest.raises(ValueError, match=r"gap\.json: the class indices must be 0 to 2.*no class has the index \[1\]"):
+        read_class_names(tmp_path / "gap.json")
+    with pytest.raises(ValueError, match=r"duplicate\.json.*\['abseiling', 'air drumming'\] share the index 1"):
+        read_class_names(tmp_path / "duplicate.json")
+
+
 # --------------------------------------------------------------------------------------------------------- SSv2
 
 SSV2_LABELS = {  # in the file's order; the indices (strings) give the label order
@@ -537,6 +554,17 @@ def test_coin_task_classes_subsets_and_segments(tmp_path, clips, caplog):
         load_video_dataset("coin", tmp_path, "validation")
 
 
+def test_coin_refuses_a_subset_other_than_training_and_testing(tmp_path, clips):
+    database = {
+        "aaa": {"class": "A", "start": 1, "end": 2, "recipe_type": 0, "subset": "training"},
+        "bbb": {"class": "A", "start": 1, "end": 2, "recipe_type": 0, "subset": "validation"},  # some docs' word
+    }
+    (tmp_path / "COIN.json").write_text(json.dumps({"database": database}))
+    place(clips, tmp_path / "videos" / "0" / "aaa.mp4", tmp_path / "videos" / "0" / "bbb.mp4")
+    with pytest.raises(ValueError, match=r"COIN\.json, video bbb: subset 'validation' is neither"):
+        load_video_dataset("coin", tmp_path, "train")
+
+
 # ---------------------------------------------------------------------------------------------- list and folder
 
 
@@ -593,6 +621,76 @@ def test_folder_trees_and_label_alignment(tmp_path, clips, caplog):
         "delimiter": ",",
         "class_names": ["a", "b"],
     }
+
+
+def test_list_file_with_a_split_placeholder_reads_one_file_per_split(tmp_path, clips):
+    place(clips, tmp_path / "a.mp4", tmp_path / "b.mp4")
+    write_lines(tmp_path / "lists" / "train.txt", ["a.mp4 0"])
+    write_lines(tmp_path / "lists" / "val.txt", ["b.mp4 1"])
+    train = load_video_dataset("list", tmp_path, "train", list_file="lists/{split}.txt")
+    validation = load_video_dataset("list", tmp_path, "validation", list_file="lists/{split}.txt")  # finds val.txt
+    assert names_of(train) == {"a.mp4": "0"} and names_of(validation) == {"b.mp4": "1"}
+    with pytest.raises(FileNotFoundError, match=r"lists/test\.txt"):
+        load_video_dataset("list", tmp_path, "test", list_file="lists/{split}.txt")
+
+
+def test_empty_splits_raise_naming_the_file_and_the_split(tmp_path, clips):
+    write_lines(tmp_path / "val.txt", [""])
+    with pytest.raises(ValueError, match=r"list val \(fold 1\): .*val\.txt lists no video"):
+        load_video_dataset("list", tmp_path, "val")
+    write_kinetics(tmp_path, clips, "flat")
+    write_lines(tmp_path / "annotations" / "val.csv", ["label,youtube_id,time_start,time_end,split,is_cc"])
+    with pytest.raises(ValueError, match=r"kinetics val .*annotations/val\.csv lists no video"):
+        load_video_dataset("kinetics", tmp_path, "val")
+
+
+def test_folder_dataset_refuses_class_folders_outside_class_names(tmp_path, clips, caplog):
+    place(clips, tmp_path / "jump" / "a.mp4", tmp_path / "run" / "b.mp4", tmp_path / "Swimming" / "c.mp4")
+    with pytest.raises(ValueError, match=rf"{tmp_path}: the class folders \['Swimming'\] are not among"):
+        folder_dataset(tmp_path, ["jump", "run"])
+    (tmp_path / "jump").rename(tmp_path / "jumping")
+    with pytest.raises(ValueError, match=r"\['jumping'\] are not among .* without a folder: \['jump'\]"):
+        folder_dataset(tmp_path, ["jump", "run", "Swimming"])
+    with caplog.at_level(logging.WARNING, logger="stretchysnake_hf.data"):
+        dataset = folder_dataset(tmp_path, ["jump", "run", "Swimming", "jumping"])  # label = position
+    assert "no folder for the classes ['jump']" in caplog.text
+    assert names_of(dataset) == {"a.mp4": "jumping", "b.mp4": "run", "c.mp4": "Swimming"}
+    assert sorted(dataset["label"]) == [1, 2, 3]
+
+
+def test_folder_dataset_leaves_out_hidden_and_system_entries(tmp_path, clips):
+    place(clips, tmp_path / "jump" / "a.mp4", tmp_path / "run" / "b.mp4")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    place(clips, tmp_path / "__MACOSX" / "jump" / "._a.mp4", tmp_path / "jump" / "._a.mp4")  # AppleDouble files
+    place(clips, tmp_path / "run" / ".hidden" / "c.mp4", tmp_path / "run" / "__MACOSX" / "d.mp4")
+    dataset = folder_dataset(tmp_path)
+    assert dataset.features["label"].names == ["jump", "run"] and names_of(dataset) == {
+        "a.mp4": "jump",
+        "b.mp4": "run",
+    }
+
+
+def test_folder_dataset_reads_every_container_and_names_what_it_skips(tmp_path, caplog):
+    assert {".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".m2ts", ".ogv"} <= VIDEO_EXTENSIONS
+    for path in ["jump/a.m4v", "jump/b.MPG", "jump/notes.txt", "run/c.flv", "run/d.wmv", "run/e.3gp", "run/f.jpg"]:
+        write_lines(tmp_path / path, ["x"])
+    with caplog.at_level(logging.WARNING, logger="stretchysnake_hf.data"):
+        dataset = folder_dataset(tmp_path)
+    assert len(dataset) == 5 and names_of(dataset)["b.MPG"] == "jump"
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert "2 files under the class folders are not videos" in warning and "notes.txt" in warning
+    write_lines(tmp_path / "swim" / "readme.txt", ["x"])
+    with pytest.raises(ValueError, match=r"swim: class folder 'swim' holds no video"):
+        folder_dataset(tmp_path)
+
+
+def test_folder_train_split_falls_back_to_root_only_without_split_folders(tmp_path, clips):
+    place(clips, tmp_path / "flat" / "jump" / "a.mp4", tmp_path / "flat" / "run" / "b.mp4")
+    assert load_video_dataset("folder", tmp_path / "flat").features["label"].names == ["jump", "run"]
+    place(clips, *(tmp_path / "tree" / split / "jump" / f"{split}.mp4" for split in ("training", "Test")))
+    with pytest.raises(ValueError, match=r"no split folder for 'train'.*the split folders \['Test', 'training'\]"):
+        load_video_dataset("folder", tmp_path / "tree")
+    assert len(load_video_dataset("folder", tmp_path / "tree", "training")) == 1
 
 
 # ------------------------------------------------------------------------------------ segments in the processor

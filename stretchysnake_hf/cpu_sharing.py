@@ -5,18 +5,22 @@ A training step on CPU runs hundreds of parallel regions, each ending at a barri
 When another process keeps a core busy, the thread on that core gets a fraction of it, and the whole step waits for
 it at every barrier while the other threads spin: measured on 2 cores, one busy neighbour made the demo's training
 step 4x-17x slower where a fair share costs under 2x. `CpuShare.update()`, called once per step, measures how many
-cores other processes used since its last measurement (the machine's busy CPU time minus this process's, over the
-wall time) and sets torch's intra-op threads, which the numba kernels follow (`scan_numba.numba_threads_per_process`),
-to the cores left: `threads_for_idle_cores`. Alone, the process keeps every thread it started with.
+of the cores this process may run on (`selective_scan.usable_cpus`: all of them, or the part of the machine that a
+container or job scheduler gives it) other processes used since its last measurement (their busy CPU time minus
+this process's, over the wall time) and sets torch's intra-op threads, which the numba kernels follow
+(`scan_numba.numba_threads_per_process`), to the cores left: `threads_for_idle_cores`. Alone, the process keeps
+every thread it started with.
 """
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Collection
 
 import psutil
 import torch
+
+from .selective_scan import usable_cpus
 
 
 def threads_for_idle_cores(max_threads: int, cores: int, busy_elsewhere: float) -> int:
@@ -24,9 +28,15 @@ def threads_for_idle_cores(max_threads: int, cores: int, busy_elsewhere: float) 
     return max(1, min(max_threads, cores - round(busy_elsewhere)))
 
 
-def _machine_busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+def _busy_seconds(cpus: Collection[int]) -> float:
+    """CPU seconds the CPUs numbered `cpus` spent busy since boot: all but idle and I/O wait, and without guest time,
+    which the kernel already counts in user time."""
+    idle_or_counted_twice = ("idle", "iowait", "guest", "guest_nice")
+    return sum(
+        sum(times) - sum(getattr(times, field, 0.0) for field in idle_or_counted_twice)
+        for cpu, times in enumerate(psutil.cpu_times(percpu=True))
+        if cpu in cpus
+    )
 
 
 def _own_cpu_seconds(process: psutil.Process) -> float:
@@ -45,13 +55,14 @@ class CpuShare:
     def __init__(self, max_threads: int | None = None, interval: float = 2.0) -> None:
         self.max_threads = max_threads or torch.get_num_threads()
         self.interval = interval
-        self.cores = os.cpu_count() or 1
+        self.cpus = frozenset(usable_cpus())  # other processes' work elsewhere on the machine takes none of these
+        self.cores = len(self.cpus)
         self.busy_elsewhere = 0.0
         self._process = psutil.Process()
         self._last: tuple[float, float, float] | None = None
 
     def _sample(self) -> tuple[float, float, float]:
-        return time.monotonic(), _machine_busy_seconds(), _own_cpu_seconds(self._process)
+        return time.monotonic(), _busy_seconds(self.cpus), _own_cpu_seconds(self._process)
 
     def update(self) -> int:
         """Measure (once per `interval`) and set the thread count; returns torch's threads."""

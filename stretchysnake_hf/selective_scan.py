@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -30,6 +31,15 @@ logger = logging.get_logger(__name__)
 SCAN_BACKENDS = ("auto", "reference", "numba", "chunked", "cuda")
 
 NUMBA_MISSING = "The 'numba' scan backend and the fused CPU inference need numba: `pip install numba`."
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on: its affinity mask, which `taskset`, container cpusets and job schedulers
+    (Slurm, Kubernetes) narrow to a part of the machine; every CPU where the platform has no affinity mask."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
 
 # Elements of a chunk's (batch, channels, steps, d_state) tensors, which sets the steps per chunk (`scan_chunk_length`).
 _CHUNK_ELEMENTS = 2**20

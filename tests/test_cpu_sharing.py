@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
@@ -37,7 +38,7 @@ class FakeClock:
 def test_cpu_share_follows_the_load_of_other_processes(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(cpu_sharing.time, "monotonic", lambda: clock.wall)
-    monkeypatch.setattr(cpu_sharing, "_machine_busy_seconds", lambda: clock.machine)
+    monkeypatch.setattr(cpu_sharing, "_busy_seconds", lambda cpus: clock.machine)
     monkeypatch.setattr(cpu_sharing, "_own_cpu_seconds", lambda process: clock.own)
     threads = torch.get_num_threads()
     try:
@@ -53,6 +54,36 @@ def test_cpu_share_follows_the_load_of_other_processes(monkeypatch):
         assert share.update() == 1
         clock.advance(2.0, own_cores=1, other_cores=0.1)
         assert share.update() == 4  # the neighbours are gone: every thread back, never more than at the start
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_only_the_cpus_this_process_may_use_count(monkeypatch):
+    """On a 4-CPU machine where this process may run on CPUs 1 and 3 (a container's cpuset), work on CPUs 0 and 2
+    takes nothing from it, and guest time (inside user time in the kernel's counts) is not counted twice."""
+    fields = ("user", "nice", "system", "idle", "iowait", "guest", "guest_nice")
+    CpuTimes = collections.namedtuple("CpuTimes", fields)
+    busy_for = {0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0}
+
+    def cpu_times(percpu):
+        assert percpu
+        return [CpuTimes(busy, 0, 0, 100 - busy, 0, busy / 2, 0) for busy in busy_for.values()]
+
+    wall = iter([0.0, 10.0, 20.0])
+    monkeypatch.setattr(cpu_sharing.psutil, "cpu_times", cpu_times)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1, 3}, raising=False)
+    monkeypatch.setattr(cpu_sharing.time, "monotonic", lambda: next(wall))
+    monkeypatch.setattr(cpu_sharing, "_own_cpu_seconds", lambda process: 0.0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        share = CpuShare(interval=1.0)
+        assert share.cores == 2
+        share.update()
+        busy_for.update({0: 10.0, 2: 10.0})  # 10 s of work on each CPU outside the set
+        assert share.update() == 2 and share.busy_elsewhere == 0.0
+        busy_for.update({3: 10.0})  # and on one of this process's CPUs
+        assert share.update() == 1 and share.busy_elsewhere == pytest.approx(1.0)
     finally:
         torch.set_num_threads(threads)
 

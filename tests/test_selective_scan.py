@@ -231,13 +231,14 @@ def test_bf16_autocast_training_step_tracks_the_float32_step(backend):
 
 
 def test_numba_takes_its_process_share_of_the_cores(monkeypatch):
-    """Under a launcher with LOCAL_WORLD_SIZE processes per machine, each scan runs on cores // processes threads, and
-    never on more than torch's intra-op threads (one thread count for both)."""
+    """Under a launcher with LOCAL_WORLD_SIZE processes per machine, each scan runs on cores // processes threads (the
+    cores this process may run on), and never on more than torch's intra-op threads (one thread count for both)."""
     numba = pytest.importorskip("numba")
     from stretchysnake_hf import scan_numba
 
     default, torch_threads = numba.get_num_threads(), torch.get_num_threads()
-    monkeypatch.setattr(scan_numba.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 4, 5}, raising=False)  # 4 CPUs of a larger machine
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
     try:
         torch.set_num_threads(4)
         for local_processes, expected in (("2", 2), ("4", 1), ("8", 1)):

@@ -343,7 +343,8 @@ class StepBatchSampler:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
-        order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        # seeded by the pair: a seed's next epoch must not be the next seed's first (as with `seed + epoch`)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_examples)
         global_batch = self.batch_size * self.num_processes
         first_step = self.epoch * self.updates_per_epoch
         for k in range(len(self)):

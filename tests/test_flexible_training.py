@@ -149,6 +149,17 @@ def test_step_batch_sampler_follows_the_trainers_step_count():
         StepBatchSampler(3, batch_size=2, num_processes=2)
 
 
+def test_seeds_do_not_share_epoch_orders():
+    """Runs with neighbouring seeds are replicates: no epoch of one repeats an epoch of the other."""
+    orders = {}
+    for seed in range(3):
+        sampler = StepBatchSampler(40, batch_size=4, seed=seed)
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            orders[seed, epoch] = tuple(i for batch in sampler for i, _, _ in batch)
+    assert len(set(orders.values())) == len(orders)
+
+
 class RecordingProcessor:
     """Stands in for the video processor: records each call, returns zeros of the requested shape."""
 

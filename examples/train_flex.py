@@ -223,14 +223,14 @@ class RecipeArguments:
     def __post_init__(self) -> None:
         if self.train_interpolation not in (None, "bilinear", "bicubic"):
             raise ValueError(f"--train_interpolation must be bilinear or bicubic; got {self.train_interpolation!r}.")
+        self.mixing(num_labels=1)  # refuses values out of range now, not at the first batch (or never, when off)
         if self.rand_augment is not None and self.rand_augment.lower() in ("", "none", "off"):
             self.rand_augment = None  # lets `--rand_augment none` switch off a recipe's RandAugment
 
     def mixing(self, num_labels: int) -> MixupCutmix | None:
-        """The collator's batch mixing and smoothing, or None when every one of them is off."""
-        if self.mixup_alpha == 0 and self.cutmix_alpha == 0 and self.label_smoothing == 0:
-            return None
-        return MixupCutmix(
+        """The collator's batch mixing and smoothing, or None when every one of them is off (the values are checked
+        either way)."""
+        mixing = MixupCutmix(
             num_labels,
             mixup_alpha=self.mixup_alpha,
             cutmix_alpha=self.cutmix_alpha,
@@ -238,6 +238,9 @@ class RecipeArguments:
             switch_prob=self.mixup_switch_prob,
             label_smoothing=self.label_smoothing,
         )
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0 and self.label_smoothing == 0:
+            return None
+        return mixing
 
     def summary(self) -> str:
         """The recipe's settings in words, for the model card."""

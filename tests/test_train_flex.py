@@ -227,6 +227,8 @@ def test_flag_combinations_that_would_be_ignored_or_wrong_are_refused(data_dir, 
         train_flex.main(arguments(data_dir, tmp_path, "--scale_grid_frames", "2", "4"))
     with pytest.raises(ValueError, match="--train_interpolation must be bilinear or bicubic; got 'nearest'"):
         train_flex.main(arguments(data_dir, tmp_path, "--train_interpolation", "nearest"))
+    with pytest.raises(ValueError, match=r"prob must be in \[0, 1\]; got 5.0"):
+        train_flex.main(arguments(data_dir, tmp_path, "--mixup_prob", "5"))
     one_list = ["--dataset_format", "list", "--data_root", str(tmp_path), "--dataset_options", "list_file=all.txt"]
     with pytest.raises(ValueError, match=r"list_file=all.txt would give training and validation the same videos"):
         train_flex.load_data(

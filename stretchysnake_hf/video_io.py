@@ -34,10 +34,22 @@ MAX_FRAME_PIXELS = 8192 * 4320
 # reached by decoding forward, which is cheaper than re-decoding from a keyframe.
 SEEK_GAP_SECONDS = 1.0
 
-# Containers whose timestamps are only right when read from the start: MPEG program streams (DVD, camcorder .mpg,
-# .vob) carry a timestamp every few packets and FFmpeg interpolates the others wrongly after a seek; raw elementary
-# streams have none. They are decoded straight through, never seeking.
-SEQUENTIAL_FORMATS = frozenset({"mpeg", "vob", "mpegvideo", "h264", "hevc", "m4v", "mpeg1video", "cavsvideo", "vc1"})
+# Raw elementary streams (.h264, .hevc, .m2v, ...): no container, so no frame count and no (or only interpolated)
+# timestamps. The parser cuts one frame per packet, so their frames are counted as packets.
+RAW_STREAM_FORMATS = frozenset({"mpegvideo", "h264", "hevc", "m4v", "cavsvideo", "vc1"})
+
+# Containers whose frame times cannot locate a frame: MPEG program streams (DVD, camcorder .mpg, .vob) carry a
+# timestamp every few packets and FFmpeg interpolates the others, going backwards around small B-frames; raw
+# elementary streams have none. Their frames are located by their ordinal in decoding order (see `_picks_by_ordinal`).
+SEQUENTIAL_FORMATS = frozenset({"mpeg", "vob"}) | RAW_STREAM_FORMATS
+
+# Containers whose timestamps are MPEG's 33-bit 90 kHz clock, which wraps every 26.5 hours: FFmpeg unwraps a stream
+# that crosses the wrap to a negative start, where a seek to time 0 lands in the middle of the file.
+MPEG_CLOCK_FORMATS = frozenset({"mpegts", "mpeg"})
+
+# Containers whose duration is the time the file ends at, counted from zero (Matroska's segment duration); FFmpeg
+# gives other containers' durations from their first timestamp.
+DURATION_FROM_ZERO_FORMATS = frozenset({"matroska,webm"})
 
 # A file whose packets all end this much (seconds) before the duration its header declares is truncated. Headers
 # round (flv stores milliseconds, and some count from the first timestamp, others from zero).
@@ -64,7 +76,8 @@ class VideoInfo:
     mov), the stored count (avi), or, for containers whose duration is only an estimate (mkv, webm, MPEG-TS/PS, flv),
     the time span of the stream's packets at the average rate (for variable frame rate video, the number of frames at
     the average rate). Frame index `i` stands for the frame shown at `start_time + (i + 0.5) / fps` seconds, which is
-    exactly frame `i` for constant frame rate video. `width` and `height` are the stored size; decoded frames come
+    exactly frame `i` for constant frame rate video; where frame times cannot locate a frame (`_picks_by_ordinal`),
+    it is the `i`-th frame decoded. `width` and `height` are the stored size; decoded frames come
     out as displayed (pixel aspect ratio and rotation applied).
     """
 
@@ -159,7 +172,11 @@ def open_video(
 
 
 def _rewind(container: av.container.InputContainer) -> None:
-    """Go back to the start of the file: a seek to time 0, or to byte 0 where a format has no seeking by time (flv)."""
+    """Go back to the start of the file: a seek to time 0, or to byte 0 where a format has no seeking by time (flv)
+    or time 0 may lie anywhere in the file (`MPEG_CLOCK_FORMATS`)."""
+    if container.format.name in MPEG_CLOCK_FORMATS:
+        container.seek(0, unsupported_byte_offset=True)
+        return
     try:
         container.seek(0)
     except av.error.FFmpegError:
@@ -174,7 +191,7 @@ def _scan_end(container: av.container.InputContainer, stream: av.VideoStream) ->
     back, and so on, until the start of the file. The data's end is the latest packet end of any stream.
     """
     start = container.start_time / av.time_base if container.start_time is not None else 0.0
-    end = start + container.duration / av.time_base if container.duration else start
+    end = _declared_end(container) or start
     lookback = 2.0
     while True:
         from_start = end - lookback <= start
@@ -199,6 +216,21 @@ def _scan_end(container: av.container.InputContainer, stream: av.VideoStream) ->
         lookback *= 4
 
 
+def _declared_end(container: av.container.InputContainer) -> float | None:
+    """The time (seconds) the header says the file ends at, or `None` if it says nothing."""
+    if not container.duration:
+        return None
+    duration = container.duration / av.time_base
+    if container.format.name in DURATION_FROM_ZERO_FORMATS or container.start_time is None:
+        return duration
+    return container.start_time / av.time_base + duration
+
+
+def _count_packets(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    _rewind(container)
+    return sum(1 for packet in container.demux(stream) if packet.size)
+
+
 def _count_frames(
     container: av.container.InputContainer, stream: av.VideoStream, start_time: float, rate: float | None
 ) -> tuple[int, float | None]:
@@ -214,17 +246,18 @@ def _count_frames(
         return shown, rate
     if stream.frames > 0:
         return stream.frames, rate
+    if container.format.name in RAW_STREAM_FORMATS:
+        return _count_packets(container, stream), rate
     last, data_end = _scan_end(container, stream)
     if last is None:
         return 0, rate
     if not rate:  # no time line to measure on: count the packets
-        _rewind(container)
-        return sum(1 for packet in container.demux(stream) if packet.size), rate
-    declared = container.duration / av.time_base if container.duration else 0.0
-    if data_end < (container.start_time or 0) / av.time_base + declared - TRUNCATION_SECONDS:
-        # Every stream's data stops well before the duration in the header: a truncated file. Its frames are
+        return _count_packets(container, stream), rate
+    declared_end = _declared_end(container)
+    if declared_end is not None and data_end < declared_end - TRUNCATION_SECONDS:
+        # Every stream's data stops well before the end the header declares: a truncated file. Its frames are
         # counted as the header says; decoding then repeats the last decodable frame, with a warning.
-        return round(declared * rate), rate
+        return round((declared_end - start_time) * rate), rate
     return round((last - start_time) * rate) + 1, rate
 
 
@@ -394,6 +427,29 @@ def _frames_from(
     return _decode_forward(container, stream, damaged), sought
 
 
+def _picks_by_ordinal(container: av.container.InputContainer, stream: av.VideoStream) -> bool:
+    """Whether frame `i` is the `i`-th frame the decoder outputs from the start of the file (then the file is decoded
+    straight through, never seeking), rather than the frame shown at its time (see `VideoInfo`).
+
+    By ordinal: `SEQUENTIAL_FORMATS`, and AVI with B-frames. AVI stores no presentation times, only the number of each
+    chunk in decoding order, so FFmpeg gives a reordered frame the time of the packet that made the decoder output it:
+    one frame late (mpeg4 with B-frames), or not even in display order (h264).
+    """
+    if container.format.name == "avi":
+        return bool(stream.codec_context.has_b_frames)
+    return container.format.name in SEQUENTIAL_FORMATS
+
+
+def _shown_at(
+    frames: Iterator[av.VideoFrame], info: VideoInfo, by_ordinal: bool
+) -> Iterator[tuple[float | None, av.VideoFrame]]:
+    """`(time the frame is shown from, frame)`: its timestamp, or, by ordinal, the time of index `ordinal` (frames
+    counted from the first one decoded, which is the time origin)."""
+    if not by_ordinal:
+        return ((frame.time, frame) for frame in frames)
+    return ((info.start_time + ordinal / info.fps, frame) for ordinal, frame in enumerate(frames))
+
+
 def _decode_indices(
     container: av.container.InputContainer,
     stream: av.VideoStream,
@@ -409,35 +465,39 @@ def _decode_indices(
     """
     decoded: dict[int, np.ndarray] = {}
     reformatter = VideoReformatter()  # one swscale context for all frames; a frame's own one is rebuilt per call
-    frames: Iterator[av.VideoFrame] | None = None
-    current = ahead = None  # last frame shown at or before the target, first frame after it
+    timed_frames: Iterator[tuple[float | None, av.VideoFrame]] | None = None
+    # (time, frame) of the last frame shown at or before the target, and of the first frame after it
+    current = ahead = None
     last_time = -math.inf
     ended = short_of_frames = False
-    seekable = container.format.name not in SEQUENTIAL_FORMATS
+    by_ordinal = _picks_by_ordinal(container, stream)
+    seekable = not by_ordinal
     for index in sorted(set(indices)):
         target = info.start_time + (index + 0.5) / info.fps
-        if frames is None or (seekable and not ended and target - last_time > SEEK_GAP_SECONDS):
+        if timed_frames is None or (seekable and not ended and target - last_time > SEEK_GAP_SECONDS):
             frames, seeking_failed = _frames_from(
                 container, stream, info, target if seekable else info.start_time, damaged
             )
+            timed_frames = _shown_at(frames, info, by_ordinal)
             seekable = seekable and not seeking_failed
             current = ahead = None
-        if ahead is not None and (ahead.time is None or ahead.time <= target):
+        if ahead is not None and (ahead[0] is None or ahead[0] <= target):
             current, ahead = ahead, None
         while ahead is None and not ended:
-            frame = next(frames, None)
-            if frame is None:
+            timed_frame = next(timed_frames, None)
+            if timed_frame is None:
                 ended = True
                 break
-            last_time = frame.time if frame.time is not None else last_time
-            if frame.time is None or frame.time <= target:
-                current = frame
+            time = timed_frame[0]
+            last_time = time if time is not None else last_time
+            if time is None or time <= target:
+                current = timed_frame
             else:
-                ahead = frame
-        chosen = current if current is not None else ahead
-        if chosen is None:
+                ahead = timed_frame
+        if current is None and ahead is None:
             raise VideoDecodeError(f"{info.name}: no frame could be decoded (zero frames, or a corrupt video)")
-        if ended and chosen.time is not None and chosen.time < target - 1 / info.fps and index < info.num_frames:
+        time, chosen = current if current is not None else ahead
+        if ended and time is not None and time < target - 1 / info.fps:
             short_of_frames = True
         if not decoded:
             display_matrix = _display_matrix(chosen)
@@ -454,8 +514,8 @@ def load_video(
 
     Args:
         source: a path, the file's bytes, or a binary file object.
-        sample_indices: maps the video's `VideoInfo` to the frame indices to return (any order, repeats allowed);
-            `None` returns every frame.
+        sample_indices: maps the video's `VideoInfo` to the frame indices to return (any order, repeats allowed,
+            each in `[0, info.num_frames)`); `None` returns every frame.
         max_short_side: frames whose short side is longer are shrunk (area filter) while converting to RGB; bounds
             memory for 4K input.
 
@@ -464,6 +524,7 @@ def load_video(
 
     Raises:
         FileNotFoundError, VideoDecodeError: with the file name and the problem.
+        ValueError: no index, or an index outside the video's frames, was requested.
     """
     indices = None
     # A frame-threaded decoder reports a damaged packet late and drops the frames it held with it: a damaged video
@@ -476,6 +537,12 @@ def load_video(
                 indices = list(range(info.num_frames)) if sample_indices is None else list(sample_indices(info))
                 if not indices:
                     raise ValueError(f"{info.name}: no frame index was requested")
+                outside = sorted({index for index in indices if not 0 <= index < info.num_frames})
+                if outside:
+                    raise ValueError(
+                        f"{info.name}: frame indices {outside} are outside the video's {info.num_frames} frames "
+                        f"(0 to {info.num_frames - 1})"
+                    )
             try:
                 frames, short_of_frames = _decode_indices(container, stream, info, indices, max_short_side, damaged)
             except VideoDecodeError:

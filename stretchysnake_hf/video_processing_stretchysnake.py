@@ -24,6 +24,9 @@ logger = logging.get_logger(__name__)
 
 SAMPLING_MODES = ("uniform", "dense")
 
+# Float pixels are read as [0, 1]; values within half a grey level outside (resampling overshoot) round to 0 or 255.
+FLOAT_PIXEL_TOLERANCE = 0.5 / 255
+
 
 class StretchySnakeVideoProcessorKwargs(TypedDict, total=False):
     """Settings of `StretchySnakeVideoProcessor`, stored in `preprocessor_config.json`."""
@@ -49,6 +52,13 @@ class StretchySnakeVideoProcessorKwargs(TypedDict, total=False):
     on_error: str
 
 
+def require_positive(**counts: int) -> None:
+    """Raise a `ValueError` naming the first of `counts` (frames, strides, clips, crops) that is not at least 1."""
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def sample_frame_indices(
     num_video_frames: int,
     num_frames: int,
@@ -72,6 +82,7 @@ def sample_frame_indices(
     """
     if num_frames < 1 or num_video_frames < 1:
         raise ValueError(f"Need at least one frame, got num_frames={num_frames}, video frames={num_video_frames}")
+    require_positive(frame_stride=frame_stride, num_clips=num_clips)
     if sampling not in SAMPLING_MODES:
         raise ValueError(f"Unknown sampling {sampling!r}; expected one of {SAMPLING_MODES}")
     span = (num_frames - 1) * frame_stride + 1
@@ -155,6 +166,7 @@ def square_boxes(height: int, width: int, num_crops: int) -> list[tuple[int, int
 
     Cropping such a square and resizing it to `size` equals resizing the short side to `size` and cropping.
     """
+    require_positive(num_crops=num_crops)
     side = min(height, width)
     slack_y, slack_x = height - side, width - side
     fractions = [0.5] if num_crops == 1 else [k / (num_crops - 1) for k in range(num_crops)]
@@ -179,7 +191,10 @@ def is_single_video(videos: Any) -> bool:
 
 
 def _frames_to_tensor(video: Any) -> torch.Tensor:
-    """In-memory video (array, tensor or list of frames) to uint8 `(num_frames, height, width, 3)`."""
+    """In-memory video (array, tensor or list of frames) to uint8 `(num_frames, height, width, 3)`.
+
+    Pixels are uint8, or floats in [0, 1]; any other dtype, or floats outside [0, 1], raise a `ValueError`.
+    """
     if isinstance(video, list | tuple):
         video = np.stack([np.asarray(frame.convert("RGB")) if hasattr(frame, "convert") else frame for frame in video])
     frames = torch.as_tensor(np.asarray(video)) if not isinstance(video, torch.Tensor) else video
@@ -196,8 +211,18 @@ def _frames_to_tensor(video: Any) -> torch.Tensor:
             f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {tuple(frames.shape)}"
         )
     if frames.is_floating_point():
-        frames = (frames.clamp(0, 1) * 255).round()
-    frames = frames.to(torch.uint8)
+        low, high = (frames.min().item(), frames.max().item()) if frames.numel() else (0.0, 0.0)
+        if not (low >= -FLOAT_PIXEL_TOLERANCE and high <= 1 + FLOAT_PIXEL_TOLERANCE):  # also refuses NaN
+            raise ValueError(
+                f"A float video must have pixel values in [0, 1], got values from {low:g} to {high:g} "
+                "(divide 0-255 values by 255, or pass them as uint8)"
+            )
+        frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+    elif frames.dtype != torch.uint8:
+        raise ValueError(
+            f"A video array must be uint8 (or float in [0, 1]), got {frames.dtype} "
+            "(scale wider samples to 8 bits first, e.g. 10-bit values divided by 4)"
+        )
     if frames.shape[-1] == 1:
         frames = frames.expand(-1, -1, -1, 3)
     return frames[..., :3]
@@ -300,14 +325,24 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         for key in self.valid_kwargs.__annotations__:
             value = settings.get(key, getattr(type(self), key))
             setattr(self, key, tuple(value) if isinstance(value, list) else value)
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        if self.rand_augment is not None:
-            parse_rand_augment(self.rand_augment)
-        if not 0.0 <= self.random_erasing <= 1.0:
-            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing!r}")
-        if self.random_erasing_mode not in ERASING_MODES:
-            raise ValueError(f"random_erasing_mode must be one of {ERASING_MODES}, got {self.random_erasing_mode!r}")
+        self._check_settings({key: getattr(self, key) for key in self.valid_kwargs.__annotations__})
+
+    @staticmethod
+    def _check_settings(settings: dict[str, Any]) -> None:
+        """Refuse invalid settings, whether the processor's own or a call's overrides, naming the value."""
+        if settings["on_error"] not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {settings['on_error']!r}")
+        if settings["rand_augment"] is not None:
+            parse_rand_augment(settings["rand_augment"])
+        if not 0.0 <= settings["random_erasing"] <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {settings['random_erasing']!r}")
+        if settings["random_erasing_mode"] not in ERASING_MODES:
+            raise ValueError(
+                f"random_erasing_mode must be one of {ERASING_MODES}, got {settings['random_erasing_mode']!r}"
+            )
+        require_positive(
+            frame_stride=settings["frame_stride"], num_clips=settings["num_clips"], num_crops=settings["num_crops"]
+        )
 
     def preprocess(
         self,
@@ -328,7 +363,8 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         Args:
             videos: one video or a list of videos; a video is a path (`str`/`Path`), the file's `bytes`, a binary
                 file object, a uint8 array or tensor `(num_frames, height, width, 3)` (or `(num_frames, 3, height,
-                width)`; floats are read as [0, 1]), or a list of PIL images / `(height, width, 3)` arrays. A batch
+                width)`; floats must lie in [0, 1], other dtypes are refused), or a list of PIL images /
+                `(height, width, 3)` arrays. A batch
                 may mix kinds, lengths, sizes and frame rates. A file (path, bytes, file object) may come as a
                 mapping `{"video": source, "start": seconds, "end": seconds}` (a row of `load_video_dataset`):
                 frames are then sampled only among those shown in `[start, end)` (see `segment_frames`), with the
@@ -361,6 +397,7 @@ class StretchySnakeVideoProcessor(BaseImageProcessor):
         opts.update(kwargs)
         call_settings = {"num_frames": num_frames, "size": size, "patch_size": patch_size, "sampling": sampling}
         opts.update({key: value for key, value in call_settings.items() if value is not None})
+        self._check_settings(opts)
         size, patch_size = int(opts["size"]), opts["patch_size"]
         if size < 1 or (patch_size is not None and size % patch_size):
             raise ValueError(f"size {size} must be a positive multiple of the patch size {patch_size}")

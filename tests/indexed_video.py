@@ -64,6 +64,35 @@ def _encode_silence(container, audio, seconds: float) -> None:
     container.mux(audio.encode())
 
 
+def write_clip(
+    path: Path,
+    frames: np.ndarray,
+    fps: float,
+    codec: str,
+    container_format: str | None = None,
+    start: float = 0.0,
+    dropped: tuple[int, ...] = (),
+    container_options: dict | None = None,
+    **options,
+) -> None:
+    """`frames` encoded with `options` (e.g. `bf="2"` for B-frames) as `container_format` (default: from the name).
+
+    `start` (seconds, a whole number of frames) is the first frame's timestamp, as in a cut or a recording that keeps
+    its source's clock. The frames numbered in `dropped` are left out, their time kept empty (a capture that dropped
+    frames; AVI stores a zero-size chunk for each).
+    """
+    time_base = 1 / Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
+        stream = _add_video_stream(container, codec, fps, frames, **options)
+        for index, frame in enumerate(frames):
+            if index in dropped:
+                continue
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts, video_frame.time_base = round(start / time_base) + index, time_base
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode())
+
+
 def write_oriented(path: Path, frames: np.ndarray, degrees: int, hflip: bool = False, codec: str = "libx264") -> None:
     """A clip stored as `frames` with a display matrix: turn `degrees` counter-clockwise, then mirror (as phones do)."""
     with av.open(str(path), "w") as container:

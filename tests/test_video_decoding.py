@@ -22,6 +22,7 @@ from indexed_video import (
     noisy,
     read_indices,
     remux,
+    write_clip,
     write_oriented,
     write_song_with_cover_art,
     write_two_video_streams,
@@ -148,6 +149,103 @@ def test_duration_estimates_that_include_the_audio_do_not_add_frames(tmp_path, c
         frames, _ = load_video(path, lambda info: sample_frame_indices(info.num_frames, 8) + [59])
     assert read_indices(frames) == sample_frame_indices(60, 8) + [59]
     assert caplog.text == ""
+
+
+# ---------------------------------------------------------------------------------------------------- frame order
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "options"),
+    [
+        ("late.mkv", "libx264", {}),
+        ("late.webm", "libvpx-vp9", {"deadline": "realtime"}),
+        ("late.mp4", "libx264", {}),
+        ("late.ts", "libx264", {}),
+    ],
+)
+def test_a_video_whose_first_frame_is_late_counts_and_samples_its_own_frames(tmp_path, caplog, name, codec, options):
+    # Matroska's duration counts from zero, other containers' from the first timestamp: 1 s of lead-in counted in
+    # the duration of the mkv/webm added 20 frames and a false truncation warning.
+    path = tmp_path / name
+    write_clip(path, indexed_frames(40), 20, codec, start=1.0, **options)
+    info = probe_video(path)
+    assert (info.num_frames, info.start_time) == (40, 1.0)  # was 60 for mkv/webm
+    indices = sample_frame_indices(40, 8) + [39]
+    with caplog.at_level(logging.WARNING):
+        frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == indices
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "container_format", "options"),
+    [
+        ("camera.h264", "libx264", "h264", {"g": "12", "bf": "2"}),
+        ("camera.hevc", "libx265", "hevc", {"x265-params": "keyint=12:bframes=2:log-level=error"}),
+        ("camera.m2v", "mpeg2video", "mpeg2video", {"g": "12", "bf": "2"}),
+    ],
+)
+def test_raw_elementary_streams_give_their_frames_in_order(tmp_path, name, codec, container_format, options):
+    # No container: no frame count and no timestamps (h264/hevc), or timestamps that start a frame late (m2v).
+    path = tmp_path / name
+    write_clip(path, indexed_frames(30), 25, codec, container_format, **options)
+    assert probe_video(path).num_frames == 30  # was "zero frames" (h264, hevc), 31 (m2v)
+    indices = [13, 0, 1, 29, 7, 7]
+    frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == indices  # was every frame the last one (h264, hevc), one frame late (m2v)
+
+
+@pytest.mark.parametrize(
+    ("codec", "options"),
+    [("mpeg4", {"bf": "2", "g": "12", "b": "2M"}), ("libx264", {"bf": "3", "g": "12", "sc_threshold": "0"})],
+    ids=["xvid_style", "h264"],
+)
+@pytest.mark.parametrize("seek_gap", [0.0, 1e9], ids=["seeking", "sequential"])
+def test_avi_with_b_frames_gives_the_requested_frames(tmp_path, monkeypatch, codec, options, seek_gap):
+    # AVI stores no presentation times: a reordered frame gets the time of the packet that made the decoder output it.
+    monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", seek_gap)
+    path = tmp_path / "ucf_style.avi"
+    write_clip(path, indexed_frames(60), 25, codec, **options)
+    frames, info = load_video(path)
+    assert info.num_frames == 60
+    assert read_indices(frames) == list(range(60))  # was [0, 0, 1, 2, ...] (mpeg4), [0, 0, 1, 1, 3, 3, ...] (h264)
+    indices = [59, *sample_frame_indices(60, 8), 0]
+    assert read_indices(load_video(path, lambda info: indices)[0]) == indices
+
+
+@pytest.mark.parametrize("seek_gap", [0.0, 1e9], ids=["seeking", "sequential"])
+def test_avi_dropped_frames_show_the_frame_before_them(tmp_path, monkeypatch, seek_gap):
+    # Without B-frames an AVI's chunk numbers are its frames' times; a dropped frame is a zero-size chunk, which a
+    # player shows as the frame before it.
+    monkeypatch.setattr(video_io, "SEEK_GAP_SECONDS", seek_gap)
+    path = tmp_path / "capture.avi"
+    write_clip(path, indexed_frames(40), 10, "mpeg4", dropped=(10, 11, 30), b="2M", g="12")
+    frames, info = load_video(path)
+    assert info.num_frames == 40
+    assert read_indices(frames) == [{10: 9, 11: 9, 30: 29}.get(index, index) for index in range(40)]
+
+
+def test_program_stream_with_b_frames_gives_every_frame_once(tmp_path):
+    # FFmpeg interpolates the timestamps a program stream leaves out; around small B-frames they go backwards.
+    path = tmp_path / "camcorder.mpg"
+    write_clip(path, indexed_frames(60), 25, "mpeg2video", bf="2", g="12", b="4M")
+    frames, info = load_video(path)
+    assert info.num_frames == 60
+    assert read_indices(frames) == list(range(60))  # was [..., 10, 13, 14, 15, 16, ...]: 11 and 12 skipped
+
+
+def test_transport_stream_whose_clock_wraps_is_rewound_to_its_start(tmp_path):
+    # MPEG's 33-bit 90 kHz clock wraps at 95443.7 s; FFmpeg unwraps a stream that crosses it to a negative start,
+    # and a seek to time 0 lands at the wrap, 0.5 s (12 frames) into this file.
+    path = tmp_path / "broadcast.ts"
+    write_clip(
+        path, indexed_frames(40), 25, "libx264", container_options={"output_ts_offset": "95443.2"}, g="12", bf="2"
+    )
+    info = probe_video(path)
+    assert info.start_time < 0 and info.num_frames == 40
+    indices = [0, 5, 11, 12, 20, 39]
+    frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == indices  # was [12, 12, 12, 12, 20, 39]
 
 
 # ---------------------------------------------------------------------------------------------------- truncation

@@ -105,9 +105,11 @@ def test_variable_frame_rate_picks_the_frame_shown_at_each_time(clips):
     assert shown != indices  # the average-rate grid really differs from the frame order here
 
 
-def test_indices_past_a_wrong_frame_count_repeat_the_last_frame(clips):
-    frames, info = load_video(clips["mpeg4.mp4"], lambda info: [info.num_frames - 1, info.num_frames + 7])
-    assert read_indices(frames) == [29, 29]
+def test_indices_outside_the_video_raise_naming_the_file_the_indices_and_the_count(clips):
+    with pytest.raises(ValueError, match=r"mpeg4.mp4: frame indices \[-5, -1, 30, 500\] are outside .* 30 frames"):
+        load_video(clips["mpeg4.mp4"], lambda info: [-5, -1, 3, 29, 30, 500])  # was [0, 0, 3, 29, 29, 29]
+    frames, _ = load_video(clips["mpeg4.mp4"], lambda info: [29, 0])
+    assert read_indices(frames) == [29, 0]
 
 
 @pytest.mark.parametrize(("name", "height", "width"), [("gray.mkv", 48, 64), ("10bit.mp4", 48, 64)])
@@ -395,6 +397,30 @@ def test_mixed_batch_of_every_input_kind(clips):
         *[sample_frame_indices(12, 4)] * 2,
     ]
     assert [read_indices(unnormalize(video)) for video in out["pixel_values"]] == expected
+
+
+def test_pixels_that_are_not_uint8_or_floats_in_0_1_are_refused():
+    processor = StretchySnakeVideoProcessor(num_frames=2, size=16)
+    video = np.full((2, 16, 16, 3), 100, np.uint8)
+    with pytest.raises(
+        ValueError, match=r"float video must have pixel values in \[0, 1\], got values from 100 to 100"
+    ):
+        processor(video.astype(np.float32))  # was clamped to white
+    with pytest.raises(ValueError, match="must be uint8 .* got torch.int16"):
+        processor(video.astype(np.int16) * 4)  # 10-bit samples: were wrapped modulo 256
+    almost = torch.full((2, 16, 16, 3), 1.001)  # resampling overshoot within half a grey level
+    assert unnormalize(processor(almost)["pixel_values"][0]).round().eq(255).all()
+
+
+@pytest.mark.parametrize("setting", ["frame_stride", "num_clips", "num_crops"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_counts_and_strides_below_one_are_refused(clips, setting, value):
+    # frame_stride 0 repeated one frame, a negative one raised IndexError; num_clips=0 divided by zero.
+    with pytest.raises(ValueError, match=f"{setting} must be a positive integer, got {value}"):
+        StretchySnakeVideoProcessor(**{setting: value})
+    for video in (indexed_frames(20), clips["mpeg4.mp4"]):
+        with pytest.raises(ValueError, match=f"{setting} must be a positive integer, got {value}"):
+            StretchySnakeVideoProcessor()(video, num_frames=4, size=16, sampling="dense", **{setting: value})
 
 
 def test_do_sample_frames_false_keeps_every_frame(clips):

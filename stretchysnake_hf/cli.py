@@ -16,7 +16,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers.utils import CONFIG_NAME
 
 from .configuration_stretchysnake import StretchySnakeConfig
-from .inference import load_processor, predict
+from .inference import load_processor, load_trained_classifier, predict
 from .modeling_stretchysnake import StretchySnakeForVideoClassification
 from .video_processing_stretchysnake import StretchySnakeVideoProcessor
 
@@ -56,8 +56,8 @@ def _load_checked(
 
     Raises:
         CommandLineError (through `parser.error`): `--model` is neither a model folder nor a loadable Hub repo id, its
-            config or weights do not load, the image size is not a multiple of the patch size, or the frame count
-            not one of the tubelet size.
+            config or weights do not load (another model type's, or a backbone without a classifier), the image size
+            is not a multiple of the patch size, or the frame count not one of the tubelet size.
     """
     model = Path(args.model)
     if model.is_dir():
@@ -90,7 +90,7 @@ def _load_checked(
         parser.error(f"{frames_name} {num_frames} is not a multiple of the model's tubelet size {config.tubelet_size}")
 
     try:
-        return StretchySnakeForVideoClassification.from_pretrained(args.model, config=config), processor
+        return load_trained_classifier(args.model, config=config), processor
     except (OSError, ValueError) as err:
         parser.error(f"--model {args.model}: cannot load the model: {_first_line(err)}")
 

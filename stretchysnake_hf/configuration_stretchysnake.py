@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
@@ -106,7 +107,7 @@ class StretchySnakeConfig(PreTrainedConfig):
         if self.dt_rank == "auto":
             self.dt_rank = math.ceil(self.hidden_size / 16)
         super().__post_init__(**kwargs)
-        self._check_values()
+        self.check_values()
 
     @property
     def intermediate_size(self) -> int:
@@ -119,7 +120,34 @@ class StretchySnakeConfig(PreTrainedConfig):
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
 
-    def _check_values(self) -> None:
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> StretchySnakeConfig | tuple[StretchySnakeConfig, dict[str, Any]]:
+        """`PreTrainedConfig.from_pretrained` (a tuple with `return_unused_kwargs=True`), refusing the config of
+        another model type (see `check_model_type`)."""
+        cls.check_model_type(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def check_model_type(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> None:
+        """Raise a `ValueError` if the `config.json` of a model folder or Hub repo is another model type's.
+
+        transformers would only warn and read the foreign fields into this config: a randomly initialised model, or an
+        error about a field that happens to share a name. `kwargs` may hold `from_pretrained`'s Hub arguments
+        (revision, token, cache_dir...); the others are ignored. A missing `config.json` raises `OSError`.
+        """
+        model_type = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)[0].get("model_type")
+        if model_type not in (None, cls.model_type):
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {model_type!r} checkpoint, not a {cls.model_type!r} one; "
+                f"load it with its own class (e.g. AutoModelForVideoClassification), or convert an original "
+                f"VideoMamba checkpoint with `python -m stretchysnake_hf.convert_videomamba`."
+            )
+
+    def check_values(self) -> None:
+        """Raise a `ValueError` naming the field and its value if a field is out of range or the base scale is not
+        whole. Runs on construction; `from_pretrained`'s overrides are set afterwards, so the model checks again."""
         positive = (
             "image_size",
             "patch_size",

@@ -88,8 +88,8 @@ def infer_configs(
 ) -> tuple[StretchySnakeConfig, StretchySnakeConfig]:
     """The checkpoint's own config, read off tensor shapes, and the config to convert to.
 
-    The second has `num_frames`/`image_size` when given (the position tables are re-based to them) and the labels.
-    A 2-D image checkpoint has no temporal table; its frame count is `num_frames` (default 8).
+    The second has `num_frames`/`image_size` when given (the position tables are re-based to them) and the labels,
+    which need a checkpoint with a classification head. A 2-D image checkpoint has no temporal table; its frame count is `num_frames` (default 8).
     """
     absent = [
         key
@@ -126,10 +126,18 @@ def infer_configs(
         "expand": A_log.shape[0] // hidden_size,
         "dt_rank": state_dict["layers.0.mixer.dt_proj.weight"].shape[1],
     }
-    if "head.weight" in state_dict:
+    absent_from_head = [key for key in ("head.weight", "head.bias") if key not in state_dict]
+    if len(absent_from_head) == 1:
+        raise ValueError(f"The checkpoint's classification head has no {absent_from_head[0]}; it needs both tensors.")
+    if not absent_from_head:
         common["num_labels"] = state_dict["head.weight"].shape[0]
+    elif labels is not None:
+        raise ValueError(
+            f"{len(labels)} labels given, but the checkpoint has no classification head (head.weight): it converts "
+            "to a backbone, saved without a head. The labels belong to a model fine-tuned from it."
+        )
     if labels is not None:
-        if len(labels) != common.get("num_labels", len(labels)):
+        if len(labels) != common["num_labels"]:
             raise ValueError(f"{len(labels)} labels given for a head with {common['num_labels']} classes.")
         common["id2label"] = dict(enumerate(labels))
         common["label2id"] = {label: index for index, label in enumerate(labels)}
@@ -203,7 +211,7 @@ def convert_videomamba_checkpoint(
 
     At the checkpoint's scale the model computes what VideoMamba computes. `num_frames`/`image_size` re-base the
     position tables (and nothing else) to another base scale with `rebase_tensor`, as VideoMamba's fine-tuning
-    scripts do at load time. A checkpoint without a head becomes a `StretchySnakeModel`. With `output_dir`, writes
+    scripts do at load time. A checkpoint without a head becomes a `StretchySnakeModel` (and takes no `labels`). With `output_dir`, writes
     safetensors weights, `config.json`, the processor config and a model card (see `save_converted`).
     """
     source_name = Path(checkpoint).name if isinstance(checkpoint, (str, os.PathLike)) else "a VideoMamba checkpoint"
@@ -282,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--preset", default="auto", choices=["auto", *PRESETS], help="Check the model size.")
     parser.add_argument("--num-frames", type=int, help="Base frame count to re-base to (default: the checkpoint's).")
     parser.add_argument("--image-size", type=int, help="Base frame side to re-base to (default: the checkpoint's).")
-    parser.add_argument("--labels", help="Text file with one class name per line, or 'kinetics400'.")
+    parser.add_argument("--labels", help="Class names of the head, one per line in a text file, or 'kinetics400'.")
     args = parser.parse_args(argv)
     logging.set_verbosity_info()
     labels = read_labels(args.labels) if args.labels else None

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file, logging
 
 from .configuration_stretchysnake import StretchySnakeConfig
 from .modeling_stretchysnake import StretchySnakeForVideoClassification
@@ -19,13 +19,35 @@ Predictions = list[dict[str, Any]]
 Failure = dict[str, str]
 """A video that could not be decoded, in place of its predictions: `{"error": message}` (the message names it)."""
 
+logger = logging.get_logger(__name__)
+
 
 def load_processor(model: str | os.PathLike | None, config: StretchySnakeConfig) -> StretchySnakeVideoProcessor:
-    """The processor saved in the model folder `model`; without one (or without a folder), a default one at the
-    model's `num_frames` and `image_size`."""
-    if model is not None and (Path(model) / "preprocessor_config.json").is_file():
+    """The processor saved with the model `model` (a folder or Hub id; offline, the Hub cache); if it has none (or
+    `model` is None), a default one at the model's `num_frames` and `image_size`."""
+    # transformers raises the same bare OSError for a missing file and for a repo that cannot be reached, so the
+    # file is looked up first: only its absence falls back to the default.
+    if model is not None and cached_file(model, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False):
+        logger.info(f"Using the processor saved with {model}.")
         return StretchySnakeVideoProcessor.from_pretrained(model)
+    logger.info(
+        f"Using a default processor ({config.num_frames} frames, {config.image_size} px): no {IMAGE_PROCESSOR_NAME} "
+        f"with {model or 'the loaded model'}."
+    )
     return StretchySnakeVideoProcessor(num_frames=config.num_frames, size=config.image_size)
+
+
+def load_trained_classifier(model: str | os.PathLike, **kwargs: Any) -> StretchySnakeForVideoClassification:
+    """`StretchySnakeForVideoClassification.from_pretrained(model, **kwargs)`, refusing weights without a classifier
+    (a backbone), whose head would be random."""
+    loaded, info = StretchySnakeForVideoClassification.from_pretrained(model, output_loading_info=True, **kwargs)
+    untrained = sorted(key for key in info["missing_keys"] if key.startswith("classifier."))
+    if untrained:
+        raise ValueError(
+            f"{model} has no trained classifier ({', '.join(untrained)} not in its weights): it is a backbone, and "
+            "its predictions would come from a randomly initialised head. Fine-tune it on labelled videos first."
+        )
+    return loaded
 
 
 def predict(
@@ -45,13 +67,15 @@ def predict(
 
     Args:
         videos: one video (path, bytes, file object, array...) or a list of them; anything the processor accepts.
-        model: a model folder (or Hub id) or a loaded `StretchySnakeForVideoClassification`.
+        model: a model folder (or Hub id) or a loaded `StretchySnakeForVideoClassification`; a folder whose weights
+            have no classifier (a backbone) raises a `ValueError`.
         num_frames: frames per clip; defaults to the processor's setting, or the model's `num_frames`.
         image_size: side of the square input; defaults to the processor's `size`, or the model's `image_size`.
         patch_size: patch size passed to the model; defaults to the model's own.
         top_k: how many labels to return.
         num_clips, num_crops: views per video; their softmax scores are averaged.
-        processor: the processor to use; defaults to the one saved in the model folder, else a default one.
+        processor: the processor to use; defaults to the one saved with the model (folder or Hub id), else a
+            default one.
         device: where to run the model; defaults to where it is.
         on_error: what a video that cannot be decoded does: "raise" its error, or "skip" it, which puts a
             `{"error": message}` (the message names the file and the problem) in its place; `None` uses the
@@ -77,7 +101,7 @@ def predict(
         raise ValueError(f"on_error must be 'raise', 'skip' or None, got {on_error!r}")
     path = None
     if not isinstance(model, StretchySnakeForVideoClassification):
-        path, model = model, StretchySnakeForVideoClassification.from_pretrained(model)
+        path, model = model, load_trained_classifier(model)
     if processor is None:
         processor = load_processor(path, model.config)
     model.eval()

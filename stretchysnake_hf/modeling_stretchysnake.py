@@ -1,6 +1,7 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
 """PyTorch StretchySnake: a VideoMamba backbone that runs at any frame count, resolution and patch size."""
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -58,17 +59,21 @@ def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
             raise ValueError(f"pixel_values contains {non_finite} NaN or infinite values.")
 
 
-class StretchySnakeResizeCache:
+class StretchySnakeResizeCache(nn.Module):
     """Memo of resized kernels and tables for inference, keyed by target scale.
 
-    An entry is reused only while its source parameter is the same tensor at the same version: an optimizer step,
-    `load_state_dict` or `.to()` changes the version or the storage, and the entry is recomputed.
+    An entry is reused only while its source parameter is the same tensor at the same version: an optimizer step or
+    `.to()` changes the version or the storage, and the entry is recomputed. A write through `parameter.data` changes
+    neither, so after one call `clear()`, or switch the model's mode (`train()`/`eval()`). The memo is a submodule
+    without parameters so that a mode switch and `load_state_dict` reach it; both empty it.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._entries: dict[tuple, tuple[tuple, torch.Tensor]] = {}
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear())
 
-    def __call__(self, key: tuple, source: torch.Tensor, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def forward(self, key: tuple, source: torch.Tensor, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return compute()
         stamp = (source.data_ptr(), source._version, source.dtype, source.device)
@@ -77,6 +82,10 @@ class StretchySnakeResizeCache:
             entry = (stamp, compute())
             self._entries[key] = entry
         return entry[1]
+
+    def train(self, mode: bool = True) -> "StretchySnakeResizeCache":
+        self.clear()
+        return super().train(mode)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -471,6 +480,11 @@ class StretchySnakePreTrainedModel(PreTrainedModel):
     # hidden_states: the residual stream after the embeddings (the first block's input) and after every block
     _can_record_outputs = {"hidden_states": StretchySnakeBlock}
 
+    def __init__(self, config: StretchySnakeConfig, *inputs, **kwargs) -> None:
+        # `from_pretrained(path, image_size=...)` sets its overrides on the config after the config checked itself
+        config.check_values()
+        super().__init__(config, *inputs, **kwargs)
+
     @classmethod
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs
@@ -481,18 +495,14 @@ class StretchySnakePreTrainedModel(PreTrainedModel):
         returned model; the checkpoint's position tables and patch kernel are resized to it at load time
         (`StretchySnakeRebaseOp`, logged at info level), everything else loads as is: e.g.
         `StretchySnakeForVideoClassification.from_pretrained(path, num_frames=16, image_size=112, patch_size=8)`.
+        Overrides are checked like the config's own values, before any weight loads.
         """
         config = kwargs.get("config")
-        source = pretrained_model_name_or_path if config is None else config
-        if isinstance(source, (str, os.PathLike)):
-            # get_config_dict takes the Hub arguments it knows (revision, token, cache_dir...) and ignores the rest
-            model_type = cls.config_class.get_config_dict(source, **dict(kwargs))[0].get("model_type")
-            if model_type not in (None, cls.config_class.model_type):
-                raise ValueError(
-                    f"{source} holds a {model_type!r} checkpoint, not a {cls.config_class.model_type!r} one; load it "
-                    f"with its own class (e.g. AutoModelForVideoClassification), or convert an original VideoMamba "
-                    f"checkpoint with `python -m stretchysnake_hf.convert_videomamba`."
-                )
+        # Without `config=`, the config class checks the checkpoint's config.json as it loads it; with one, here.
+        if config is not None and isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            hub_kwargs = {key: value for key, value in kwargs.items() if key != "config"}
+            with contextlib.suppress(OSError):  # weights without a config.json: `config` describes them
+                cls.config_class.check_model_type(pretrained_model_name_or_path, **hub_kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 import math
 
 import pytest
-from transformers import AutoConfig
+from transformers import AutoConfig, ResNetConfig
 
 from stretchysnake_hf import StretchySnakeConfig
 
@@ -58,3 +58,9 @@ def test_round_trip_through_auto_config(tmp_path):
     assert isinstance(loaded, StretchySnakeConfig)
     expected = {**config.to_dict(), "_name_or_path": str(tmp_path)}
     assert loaded.to_dict() == expected
+
+
+def test_from_pretrained_refuses_the_config_of_another_model_type(tmp_path):
+    ResNetConfig(num_labels=3).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="holds a 'resnet' checkpoint, not a 'stretchysnake' one"):
+        StretchySnakeConfig.from_pretrained(tmp_path)

@@ -148,6 +148,15 @@ def test_masked_pretraining_checkpoint_becomes_a_backbone():
     assert torch.equal(model.layers[1].mixer.dt_proj_b.bias, sd["layers.1.mixer.dt_proj_b.bias"])
 
 
+def test_labels_and_half_a_head_are_refused():
+    sd = videomamba_state_dict(hidden=32, depth=2, patch=8, grid=2, frames=4, classes=None)
+    with pytest.raises(ValueError, match=r"3 labels given, but the checkpoint has no classification head"):
+        convert_videomamba_checkpoint(sd, labels=["archery", "bowling", "juggling"])
+    sd["head.bias"] = torch.zeros(3)
+    with pytest.raises(ValueError, match=r"classification head has no head\.weight"):
+        convert_videomamba_checkpoint(sd)
+
+
 def test_unknown_missing_and_misshapen_keys_are_listed():
     sd = videomamba_state_dict(hidden=32, depth=2, patch=8, grid=2, frames=4, classes=3)
     del sd["layers.1.mixer.D_b"]

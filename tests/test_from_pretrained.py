@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from conftest import tiny_config
-from transformers import AutoModelForVideoClassification, VideoMAEConfig, VideoMAEForVideoClassification
+from transformers import (
+    AutoModelForVideoClassification,
+    ResNetConfig,
+    ResNetForImageClassification,
+    VideoMAEConfig,
+    VideoMAEForVideoClassification,
+)
 from transformers.testing_utils import CaptureLogger
 
 from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeModel, resizing
@@ -128,3 +136,47 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
         StretchySnakeForVideoClassification.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="'videomae' checkpoint"):
         StretchySnakeModel.from_pretrained(None, config=str(tmp_path), state_dict={})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"image_size": 24, "patch_size": 5}, "patch_size 5 does not divide image_size 24"),
+        ({"patch_size": 0}, "patch_size must be a positive integer; got 0"),
+        ({"num_frames": 3, "tubelet_size": 2}, "tubelet_size 2 does not divide num_frames 3"),
+        ({"scan_backend": "bogus"}, "Unknown scan_backend 'bogus'"),
+    ],
+)
+def test_invalid_overrides_raise_the_config_error(checkpoint, overrides, message):
+    folder, _ = checkpoint
+    with pytest.raises(ValueError, match=message):
+        StretchySnakeForVideoClassification.from_pretrained(folder, **overrides)
+
+
+def test_checkpoint_of_another_architecture_is_refused_with_a_config_given(checkpoint, tmp_path):
+    resnet = ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1]))
+    resnet.save_pretrained(tmp_path / "resnet")
+    with pytest.raises(ValueError, match="holds a 'resnet' checkpoint, not a 'stretchysnake' one"):
+        StretchySnakeForVideoClassification.from_pretrained(tmp_path / "resnet", config=tiny_config())
+    # weights without a config.json of their own still load with the config given
+    folder, original = checkpoint
+    (tmp_path / "weights").mkdir()
+    shutil.copy(folder / "model.safetensors", tmp_path / "weights")
+    model = StretchySnakeForVideoClassification.from_pretrained(tmp_path / "weights", config=original.config)
+    assert torch.equal(model.classifier.weight, original.classifier.weight)
+
+
+def test_resize_cache_is_dropped_when_the_mode_switches():
+    model = StretchySnakeForVideoClassification(tiny_config()).eval()
+    embeddings = model.stretchysnake.embeddings
+    with torch.no_grad():
+        model(video(4, 24), patch_size=6)
+        # writes through .data bump no version: the documented way out is clear() or a mode switch
+        embeddings.patch_embeddings.projection.weight.data.mul_(3.0)
+        embeddings.position_embeddings.data.add_(1.0)
+        model.eval()
+        after_switch = model(video(4, 24), patch_size=6).logits
+        embeddings.resize_cache.clear()
+        embeddings.patch_embeddings.resize_cache.clear()
+        fresh = model(video(4, 24), patch_size=6).logits
+    torch.testing.assert_close(after_switch, fresh, rtol=0, atol=0)

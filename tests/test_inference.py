@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,11 +12,17 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from transformers import pipeline
+from transformers import VideoMAEConfig, VideoMAEForVideoClassification, pipeline
 
 import stretchysnake_hf
-from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
+from stretchysnake_hf import (
+    StretchySnakeConfig,
+    StretchySnakeForVideoClassification,
+    StretchySnakeModel,
+    StretchySnakeVideoProcessor,
+)
 from stretchysnake_hf.cli import main
+from stretchysnake_hf.inference import load_processor
 from stretchysnake_hf.video_io import VideoDecodeError, write_video
 
 LABELS = {0: "archery", 1: "bowling", 2: "juggling"}
@@ -324,3 +331,47 @@ def test_cli_reports_argparse_errors_in_one_line(video, capsys):
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1
     assert err.startswith("stretchysnake: error: argument command: invalid choice: 'guess'")
+
+
+def test_processor_of_a_hub_repo_is_loaded_from_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    config = StretchySnakeConfig(hidden_size=32, num_hidden_layers=2, image_size=16, patch_size=8, num_frames=4)
+    for name in ("with-processor", "without-processor"):  # cached snapshots, as a download leaves them
+        repo = tmp_path / f"models--someorg--{name}"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text("0" * 40)
+        config.save_pretrained(repo / "snapshots" / ("0" * 40))
+    StretchySnakeVideoProcessor(num_frames=8, size=32, patch_size=4).save_pretrained(
+        tmp_path / "models--someorg--with-processor" / "snapshots" / ("0" * 40)
+    )
+    saved = load_processor("someorg/with-processor", config)
+    assert (saved.num_frames, saved.size, saved.patch_size) == (8, 32, 4)
+    default = load_processor("someorg/without-processor", config)
+    assert (default.num_frames, default.size, default.patch_size) == (4, 16, None)
+
+
+def test_predict_and_the_cli_refuse_a_backbone_without_a_classifier(tmp_path, video, capsys):
+    config = StretchySnakeConfig(hidden_size=32, num_hidden_layers=2, image_size=16, patch_size=8, num_frames=4)
+    StretchySnakeModel(config).save_pretrained(tmp_path)
+    message = f"{tmp_path} has no trained classifier (classifier.bias, classifier.weight not in its weights)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        stretchysnake_hf.predict(video, model=tmp_path)
+    assert main(["predict", str(video), "--model", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"stretchysnake predict: error: --model {tmp_path}: cannot load the model: {message}")
+
+
+def test_cli_names_a_checkpoint_of_another_architecture_in_one_line(tmp_path, video, capsys):
+    config = VideoMAEConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=16, num_frames=4
+    )
+    VideoMAEForVideoClassification(config).save_pretrained(tmp_path)
+    capsys.readouterr()  # the saving progress bar
+    assert main(["predict", str(video), "--model", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(
+        f"stretchysnake predict: error: --model {tmp_path}: cannot load its config: {tmp_path} holds a 'videomae' "
+        "checkpoint, not a 'stretchysnake' one"
+    )

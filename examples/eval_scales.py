@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 from transformers import AutoModelForVideoClassification
 
@@ -89,7 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list:
     args = parse_args(argv)
-    state = PartialState()
+    # Without cpu=True, `accelerate launch --multi_gpu` on a machine without CUDA leaves every process alone,
+    # evaluating every video and writing the same files.
+    state = PartialState(cpu=not torch.cuda.is_available())
     model = AutoModelForVideoClassification.from_pretrained(args.model).to(state.device)
     views = {"num_clips": args.eval_num_clips, "num_crops": args.eval_num_crops}
     if Path(args.model, "preprocessor_config.json").is_file():

@@ -16,11 +16,14 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
-from .flexible_training import FlexibleTrainingConfig, Scale
+from .flexible_training import FlexibleTrainingConfig, Scale, is_integer_at_least
 from .flops import count_flops
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
 from .modeling_stretchysnake import StretchySnakePreTrainedModel
+
+logger = logging.get_logger(__name__)
 
 PATCH_RULES = ("static_tokens", "static_patch")
 OK, OUT_OF_MEMORY, OVER_BUDGET, INVALID = "ok", "out of memory", "over token budget", "invalid scale"
@@ -138,9 +141,35 @@ def pick_scale(
 
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Fraction of rows of `logits` (num_examples, num_classes) whose `k` highest scores include the label."""
+    """Fraction of rows of `logits` (num_examples, num_classes) whose `k` highest scores include the label.
+
+    A row with a NaN or infinite score (a diverged model) counts as a miss: sorting would rank its classes in index
+    order and score the share of low class indices among the labels.
+    """
+    finite = np.isfinite(logits).all(axis=-1)
+    if not finite.all():
+        logger.warning(
+            f"top-{k} accuracy: {np.sum(~finite)} of {len(logits)} rows of scores are not finite; counted as misses."
+        )
     top = np.argsort(-logits, axis=-1)[:, :k]
-    return float((top == labels[:, None]).any(axis=-1).mean())
+    return float(((top == labels[:, None]).any(axis=-1) & finite).mean())
+
+
+def _check_positive_integers(name: str, values: Iterable[Any]) -> None:
+    for value in values:
+        if not is_integer_at_least(value, 1):
+            raise ValueError(f"{name}: expected positive integers, got {value!r}.")
+
+
+def _check_labels(labels: Sequence[int], models: Mapping[str, StretchySnakePreTrainedModel]) -> None:
+    for name, model in models.items():
+        num_labels = model.config.num_labels
+        for index, label in enumerate(labels):
+            if not is_integer_at_least(label, 0) or label >= num_labels:
+                raise ValueError(
+                    f"The label of video {index}, {label!r}, is not a class index of model {name!r} "
+                    f"(0 to {num_labels - 1})."
+                )
 
 
 def training_scales(config: Any) -> set[Scale] | None:
@@ -166,6 +195,9 @@ def spatial_settings(
     """
     if patch_rule not in PATCH_RULES:
         raise ValueError(f"Unknown patch_rule {patch_rule!r}; choose one of {PATCH_RULES}.")
+    _check_positive_integers("resolutions", resolutions)
+    _check_positive_integers("patch_sizes", patch_sizes or ())
+    _check_positive_integers("token_grid", () if token_grid is None else [token_grid])
     if patch_rule == "static_patch":
         return [(s, s, p) for p in patch_sizes or [config.patch_size] for s in resolutions]
     if patch_sizes:
@@ -227,6 +259,8 @@ class _Cell:
     result: ScaleResult
     micro_batch: int
     logits: list[np.ndarray] = dataclasses.field(default_factory=list)
+    video_indices: list[int] = dataclasses.field(default_factory=list)  # the videos scored by `logits`, in order
+    skipped_errors: list[str] = dataclasses.field(default_factory=list)  # the processor's, for undecodable videos
     seconds: float = 0.0
     clips: int = 0
     peak: int = 0
@@ -268,8 +302,9 @@ def _plan_cells(
 
 
 @torch.no_grad()
-def _forward(cell: _Cell, pixel_values: torch.Tensor, num_views: int) -> None:
-    """Run `cell`'s model over one processed batch in token-budget micro-batches; average the softmax over views."""
+def _forward(cell: _Cell, pixel_values: torch.Tensor, video_indices: list[int], num_views: int) -> None:
+    """Run `cell`'s model over one processed batch (the views of `video_indices`) in token-budget micro-batches;
+    average the softmax over views."""
     device = next(cell.model.parameters()).device
     outputs = []
     try:
@@ -295,6 +330,7 @@ def _forward(cell: _Cell, pixel_values: torch.Tensor, num_views: int) -> None:
     cell.clips += len(pixel_values)
     # video-level scores: the softmax averaged over each video's views (VideoMamba's test protocol, as `predict`)
     cell.logits.append(torch.cat(outputs).softmax(-1).view(-1, num_views, outputs[0].shape[-1]).mean(1).numpy())
+    cell.video_indices += video_indices
 
 
 def _merge(cell: _Cell, labels: np.ndarray, gathered: list[dict[str, Any]]) -> ScaleResult:
@@ -304,10 +340,17 @@ def _merge(cell: _Cell, labels: np.ndarray, gathered: list[dict[str, Any]]) -> S
         result.status = OUT_OF_MEMORY
     if result.status != OK:
         return result
-    logits = np.concatenate([part["logits"] for part in gathered if len(part["logits"])])
+    scored = [part for part in gathered if part["video_indices"]]
+    if not scored:
+        errors = [error for part in gathered for error in part["skipped_errors"]]
+        raise ValueError(f"{result.describe()}: no video could be decoded; the first error: {errors[0]}")
+    logits = np.concatenate([part["logits"] for part in scored])
+    video_indices = [index for part in scored for index in part["video_indices"]]
+    if len(logits) != len(video_indices):
+        raise RuntimeError(f"{result.describe()}: {len(logits)} rows of scores for {len(video_indices)} videos.")
     result.num_videos = len(logits)
-    result.top1 = top_k_accuracy(logits, labels, 1)
-    result.top5 = top_k_accuracy(logits, labels, min(5, logits.shape[-1]))
+    result.top1 = top_k_accuracy(logits, labels[video_indices], 1)
+    result.top5 = top_k_accuracy(logits, labels[video_indices], min(5, logits.shape[-1]))
     seconds = max(part["seconds"] for part in gathered)
     result.clips_per_second = sum(part["clips"] for part in gathered) / seconds if seconds > 0 else None
     result.peak_memory_mb = max(part["peak"] for part in gathered) / 2**20
@@ -340,11 +383,13 @@ def evaluate_scales(
     Args:
         model: a `StretchySnakeForVideoClassification` (named "model" in the results) or a mapping of name to model.
         processor: a `StretchySnakeVideoProcessor`.
-        videos / labels: the evaluation videos (anything the processor reads) and their class indices.
-        frames / resolutions: the grid's columns and rows.
+        videos / labels: the evaluation videos (anything the processor reads) and their class indices. With a
+            processor whose `on_error="skip"`, a cell scores the videos it could decode (`num_videos`) and warns
+            with the count and the errors of the others.
+        frames / resolutions: the grid's columns and rows (positive integers).
         patch_rule / patch_sizes / token_grid: how each resolution gets its patch size; see `spatial_settings`.
-        batch_size: videos per processor call; their views go through the model together unless `max_tokens` cuts
-            them into smaller forward passes.
+        batch_size: videos per processor call (a positive integer); their views go through the model together
+            unless `max_tokens` cuts them into smaller forward passes.
         max_tokens: token budget of one forward pass (`clips * (1 + frames * grid**2)`); a cell whose single clip
             exceeds it is reported `"over token budget"` without running. Cells that run out of memory are reported
             `"out of memory"`.
@@ -358,12 +403,20 @@ def evaluate_scales(
     models = {"model": model} if isinstance(model, torch.nn.Module) else dict(model)
     if len(videos) != len(labels):
         raise ValueError(f"Got {len(videos)} videos but {len(labels)} labels.")
+    if len(videos) == 0:
+        raise ValueError("No videos to evaluate: the dataset is empty.")
+    _check_labels(labels, models)
+    _check_positive_integers("frames", frames)
+    _check_positive_integers("batch_size", [batch_size])
     for each in models.values():
         each.eval()
     num_views = processor.num_clips * processor.num_crops
     state = PartialState()
     with state.split_between_processes(list(range(len(videos)))) as local:
         local = list(local)
+    logger.info(
+        f"Process {state.process_index} of {state.num_processes} evaluates {len(local)} of the {len(videos)} videos."
+    )
     cells = _plan_cells(
         models, frames, resolutions, patch_rule, patch_sizes, token_grid, batch_size * num_views, max_tokens,
         known_training_scales,
@@ -381,19 +434,27 @@ def evaluate_scales(
     )
     for (num_frames, image_size), group in groups.items():
         for batch in batches:
-            pixel_values = processor([videos[i] for i in batch], num_frames=num_frames, size=image_size)[
-                "pixel_values"
-            ]
+            inputs = processor([videos[i] for i in batch], num_frames=num_frames, size=image_size)
+            skipped = set(inputs.get("skipped_indices", ()))  # undecodable videos, with on_error="skip"
+            decoded = [index for position, index in enumerate(batch) if position not in skipped]
             for cell in group:
-                if cell.result.status == OK:
-                    _forward(cell, pixel_values, num_views)
+                cell.skipped_errors += inputs.get("skipped_errors", [])
+                if cell.result.status == OK and decoded:
+                    _forward(cell, inputs["pixel_values"], decoded, num_views)
             bar.update()
     bar.close()
-    # gather_object concatenates in process order, the order of the shares split_between_processes made.
-    ordered_labels = np.asarray(labels)[[i for share in gather_object([local]) for i in share]]
+    labels = np.asarray(labels)
     results = []
     for cell in cells:
         part = {"status": cell.result.status, "seconds": cell.seconds, "clips": cell.clips, "peak": cell.peak}
         part["logits"] = np.concatenate(cell.logits) if cell.logits else np.empty((0, 0))
-        results.append(_merge(cell, ordered_labels, gather_object([part])))
+        part["video_indices"], part["skipped_errors"] = cell.video_indices, cell.skipped_errors
+        gathered = gather_object([part])
+        errors = [error for each in gathered for error in each["skipped_errors"]]
+        if errors and state.is_main_process:
+            logger.warning(
+                f"{cell.result.describe()}: {len(errors)} of {len(videos)} videos could not be decoded and are left "
+                f"out: {'; '.join(errors[:3])}{'; ...' if len(errors) > 3 else ''}"
+            )
+        results.append(_merge(cell, labels, gathered))
     return results

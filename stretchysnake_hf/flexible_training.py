@@ -57,7 +57,8 @@ class Scale(NamedTuple):
 # inside each rule) makes every rule checkable at construction: divisibility, the token budget, coverage tests.
 
 
-def _is_integer_at_least(value: Any, minimum: int) -> bool:
+def is_integer_at_least(value: Any, minimum: int) -> bool:
+    """Whether `value` is an integer (Python or numpy, not a bool) of at least `minimum`."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
@@ -192,15 +193,15 @@ class FlexibleTrainingConfig:
             if values is None:
                 continue
             values = tuple(values)
-            if not values or not all(_is_integer_at_least(v, 1) for v in values):
+            if not values or not all(is_integer_at_least(v, 1) for v in values):
                 raise ValueError(f"{name} must be a non-empty sequence of positive integers; got {values!r}.")
             if len(set(values)) != len(values):
                 raise ValueError(f"{name} lists a value twice ({values!r}), which would draw it more often.")
             object.__setattr__(self, name, values)
         for name in ("token_grid", "base_patch_size", "tubelet_size"):
-            if not _is_integer_at_least(getattr(self, name), 1):
+            if not is_integer_at_least(getattr(self, name), 1):
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
-        if not _is_integer_at_least(self.seed, 0):
+        if not is_integer_at_least(self.seed, 0):
             raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}.")
         if any(t % self.tubelet_size for t in self.frames):
             raise ValueError(
@@ -417,7 +418,7 @@ class FlexibleVideoCollator:
         self.repeated_augmentation = repeated_augmentation
         self.mixing = mixing
         for name in ("repeated_augmentation", "eval_num_clips", "eval_num_crops"):
-            if not _is_integer_at_least(getattr(self, name), 1):
+            if not is_integer_at_least(getattr(self, name), 1):
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
         largest = max(sampler.scales, key=lambda scale: scale.sequence_length(sampler.config.tubelet_size))
         if sampler.batch_size_for(largest, repeated_augmentation) < repeated_augmentation:

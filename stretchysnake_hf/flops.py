@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -26,10 +28,15 @@ def count_flops(
     Matmuls and convolutions are counted by torch's `FlopCounterMode` on a meta-device copy of the model (no
     arithmetic runs, so any scale is counted in milliseconds); the selective scans, whose kernels torch cannot see,
     are added with `selective_scan_flops` (two directions per block). Elementwise ops are left out, as in fvcore and
-    torch's counter, and so is the one-off resize of the patch kernel (cached at inference).
+    torch's counter, and so is the one-off resize of the patch kernel (cached at inference). The count is the same for
+    every `scan_backend`.
     """
+    # The reference scan, whatever the checkpoint's backend: the chunked scan's matmuls would add to
+    # `selective_scan_flops` in torch's count, and the numba and CUDA kernels cannot run on meta tensors.
+    config = copy.deepcopy(model.config)
+    config.scan_backend = "reference"
     with torch.device("meta"):
-        meta_model = type(model)(model.config).eval()
+        meta_model = type(model)(config).eval()
     pixel_values = torch.empty(input_shape, device="meta")
     scan_flops = 0
 

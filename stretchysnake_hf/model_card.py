@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from huggingface_hub import ModelCardData
+
 from .configuration_stretchysnake import StretchySnakeConfig
 from .flexible_training import variants_markdown_table
 
@@ -48,14 +50,17 @@ def render_model_card(
         datasets: Hub dataset ids for the metadata.
         license: the weights' license; `None` leaves it out (fine-tuned weights inherit their source's license).
     """
-    metadata = ["library_name: transformers", "pipeline_tag: video-classification"]
-    if license is not None:
-        metadata.append(f"license: {license}")
     tags = ["video-classification", "stretchysnake", "videomamba", "mamba", "state-space-model", "flexible-training"]
-    metadata += ["tags:", *(f"- {tag}" for tag in tags)]
-    if datasets:
-        metadata += ["datasets:", *(f"- {name}" for name in datasets)]
-    metadata += ["metrics:", "- accuracy"]
+    metadata = {
+        "library_name": "transformers",
+        "pipeline_tag": "video-classification",
+        "license": license,
+        "tags": tags,
+        "datasets": list(datasets) or None,
+        "metrics": ["accuracy"],
+    }
+    # ModelCardData quotes what YAML would read as another type ("yes", "#hash", "org/x: y") and drops the Nones.
+    metadata_yaml = ModelCardData(**metadata).to_yaml(original_order=list(metadata))
 
     checkpoint = ""
     if config is not None:
@@ -68,7 +73,7 @@ def render_model_card(
     if heatmap:
         results_section += f"\n\n![Top-1 accuracy over frames and resolutions]({heatmap})"
     return f"""---
-{chr(10).join(metadata)}
+{metadata_yaml}
 ---
 
 # {title}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import importlib.util
@@ -15,8 +16,9 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_config
+from transformers.testing_utils import CaptureLogger
 
-from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
+from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor, evaluation
 from stretchysnake_hf.evaluation import (
     INVALID,
     OK,
@@ -33,6 +35,7 @@ from stretchysnake_hf.evaluation_report import plot_pareto, read_csv, save_resul
 from stretchysnake_hf.flexible_training import FlexibleTrainingConfig
 from stretchysnake_hf.flops import count_flops
 from stretchysnake_hf.model_card import render_model_card
+from stretchysnake_hf.selective_scan import SCAN_BACKENDS
 from stretchysnake_hf.video_io import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +134,68 @@ def test_token_budget_and_out_of_memory_cells_are_reported_not_raised(model, cli
         evaluate_scales(model, StretchySnakeVideoProcessor(), videos, labels, [2], [16], show_progress=False)
 
 
+def test_undecodable_videos_are_left_out_with_their_labels(model, clips):
+    videos = clips[0]
+    processor = StretchySnakeVideoProcessor(on_error="skip")
+    inputs = processor(videos[:3], num_frames=2, size=16)
+    with torch.no_grad():
+        predictions = model(inputs["pixel_values"], patch_size=8).logits.argmax(-1).numpy()
+    # the broken video's label is the first good video's prediction, which would score it right if they shifted
+    broken, wrong = b"not a video", (predictions + 1) % 3
+    with CaptureLogger(evaluation.logger) as captured:
+        (result,) = evaluate_scales(
+            model, processor, [broken, *videos[:3]], [predictions[0], *wrong], [2], [16], batch_size=1,
+            show_progress=False,
+        )  # fmt: skip
+    assert result.num_videos == 3 and result.top1 == 0.0
+    assert "2 frames, 16 px, p8: 1 of 4 videos could not be decoded" in captured.out and "<11 bytes>" in captured.out
+    (result,) = evaluate_scales(
+        model, processor, [videos[0], broken], [predictions[0], wrong[0]], [2], [16], show_progress=False
+    )
+    assert result.num_videos == 1 and result.top1 == 1.0
+    with pytest.raises(ValueError, match="2 frames, 16 px, p8: no video could be decoded"):
+        evaluate_scales(model, processor, [broken], [0], [2], [16], show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"videos": [], "labels": []}, "the dataset is empty"),
+        ({"labels": [0, 3]}, "label of video 1, 3, is not a class index of model 'model' \\(0 to 2\\)"),
+        ({"labels": [-1, 0]}, "label of video 0, -1,"),
+        ({"resolutions": [0]}, "resolutions: expected positive integers, got 0"),
+        ({"resolutions": [16, -16]}, "resolutions: expected positive integers, got -16"),
+        ({"frames": [0]}, "frames: expected positive integers, got 0"),
+        ({"token_grid": 0}, "token_grid: expected positive integers, got 0"),
+        ({"patch_rule": "static_patch", "patch_sizes": [0]}, "patch_sizes: expected positive integers, got 0"),
+        ({"batch_size": 0}, "batch_size: expected positive integers, got 0"),
+    ],
+)
+def test_bad_inputs_are_refused_up_front(model, clips, setting, message):
+    arguments = {"videos": clips[0][:2], "labels": [0, 1], "frames": [2], "resolutions": [16], **setting}
+    with pytest.raises(ValueError, match=message):
+        evaluate_scales(model, StretchySnakeVideoProcessor(), show_progress=False, **arguments)
+
+
+def test_non_finite_scores_count_as_misses():
+    labels = np.array([0, 0, 1, 2])
+    logits = np.full((4, 3), np.nan)  # a diverged model: sorting NaNs would "predict" class 0, then 1
+    with CaptureLogger(evaluation.logger) as captured:
+        assert top_k_accuracy(logits, labels, 1) == 0.0 and top_k_accuracy(logits, labels, 2) == 0.0
+    assert "top-1 accuracy: 4 of 4 rows of scores are not finite" in captured.out
+    logits[:2] = [[1.0, 0.0, 0.0], [np.inf, 0.0, 0.0]]
+    assert top_k_accuracy(logits, labels, 1) == 0.25
+
+
+def test_flops_do_not_depend_on_the_scan_backend(model):
+    reference = count_flops(model, (1, 4, 3, 16, 16), patch_size=8)
+    for backend in SCAN_BACKENDS:
+        other = copy.deepcopy(model)
+        other.config.scan_backend = backend
+        assert count_flops(other, (1, 4, 3, 16, 16), patch_size=8) == reference, backend
+    assert model.config.scan_backend == "reference"
+
+
 def test_spatial_settings_follow_the_patch_rules(model):
     assert spatial_settings(model.config, [16, 32, 24]) == [(16, 16, 8), (32, 32, 16), (24, 24, 12)]  # trained grid 2
     config = tiny_config(image_size=224, patch_size=16)  # no flexible config: the base grid, 14
@@ -200,11 +265,19 @@ def test_eval_scales_script_single_and_two_processes(model, tmp_path, capsys):
         in capsys.readouterr().out
     )
 
+    logged = tmp_path / "eval_scales_logged.py"  # the script with info logs shown, for each process's share
+    logged.write_text(
+        "import logging, runpy\nlogging.basicConfig(level=logging.INFO)\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(script), *common]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(logged), *common]
     command += ["--output-dir", str(tmp_path / "two")]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    for rank in range(2):  # each process evaluated its own share, not every video
+        assert f"Process {rank} of 2 evaluates 3 of the 6 videos." in completed.stderr, completed.stderr[-4000:]
+    assert completed.stdout.count("Wrote ") == 1  # only the main process writes
     one = list(csv.DictReader((tmp_path / "one" / "scales.csv").open()))
     two = list(csv.DictReader((tmp_path / "two" / "scales.csv").open()))
     for single, split in zip(one, two, strict=True):
@@ -223,6 +296,12 @@ def test_model_card_metadata_and_sections():
     headings = [line for line in card.splitlines() if line.startswith("## ")]
     root_card = (ROOT / "MODEL_CARD.md").read_text()
     assert [line for line in root_card.splitlines() if line.startswith("## ")] == headings
+
+
+def test_model_card_dataset_names_round_trip():
+    names = ["yes", "#hash", "org/x: y", "user/ucf101"]
+    card = render_model_card("m", "t", "s", "t", datasets=names)
+    assert yaml.safe_load(card.split("\n---\n")[0].removeprefix("---\n"))["datasets"] == names
 
 
 def cost_cells() -> list[ScaleResult]:

@@ -26,15 +26,13 @@ def count_flops(
     """FLOPs of one inference forward pass on `pixel_values` of shape `input_shape` (batch, frames, C, H, W).
 
     Matmuls and convolutions are counted by torch's `FlopCounterMode` on a meta-device copy of the model (no
-    arithmetic runs, so any scale is counted in milliseconds); the selective scans, whose kernels torch cannot see,
-    are added with `selective_scan_flops` (two directions per block). Elementwise ops are left out, as in fvcore and
-    torch's counter, and so is the one-off resize of the patch kernel (cached at inference). The count is the same for
-    every `scan_backend`.
+    arithmetic runs, so any scale is counted in milliseconds); the selective scans, which run no step on meta tensors
+    (`selective_scan`), are added with `selective_scan_flops` (two directions per block), so the count is the same
+    for every `scan_backend`. Elementwise ops are left out, as in fvcore and torch's counter, and so is the one-off
+    resize of the patch kernel (cached at inference).
     """
-    # The reference scan, whatever the checkpoint's backend: the chunked scan's matmuls would add to
-    # `selective_scan_flops` in torch's count, and the numba and CUDA kernels cannot run on meta tensors.
     config = copy.deepcopy(model.config)
-    config.scan_backend = "reference"
+    config.scan_backend = "reference"  # the one backend every device resolves to; the numba and CUDA ones refuse meta
     with torch.device("meta"):
         meta_model = type(model)(config).eval()
     pixel_values = torch.empty(input_shape, device="meta")

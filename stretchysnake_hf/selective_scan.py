@@ -360,7 +360,13 @@ def selective_scan(
     delta_softplus: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Selective scan with mamba-ssm's arguments (see `selective_scan_reference`), run by `backend`."""
+    """Selective scan with mamba-ssm's arguments (see `selective_scan_reference`), run by `backend`.
+
+    On meta tensors, whatever the backend, it returns an empty tensor of the output's shape and runs no step: a
+    meta forward (`flops.count_flops`) then costs the same at any sequence length.
+    """
+    if u.device.type == "meta":
+        return torch.empty_like(u)
     scan = _BACKEND_FUNCTIONS[resolve_backend(backend, u.device)]
     return scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_config
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers.testing_utils import CaptureLogger
 
 from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor, evaluation
@@ -194,6 +195,27 @@ def test_flops_do_not_depend_on_the_scan_backend(model):
         other.config.scan_backend = backend
         assert count_flops(other, (1, 4, 3, 16, 16), patch_size=8) == reference, backend
     assert model.config.scan_backend == "reference"
+
+
+class OpCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_counting_flops_runs_no_scan_step(model):
+    """The scans run no step on meta tensors, so counting 8 or 32 frames dispatches the same ops (the reference scan's
+    steps made a count at 32 x 224 take minutes)."""
+    counts = {}
+    for frames in (8, 32):
+        with OpCounter() as counter:
+            count_flops(model, (1, frames, 3, 16, 16), patch_size=8)
+        counts[frames] = counter.ops
+    assert counts[8] == counts[32]
 
 
 def test_spatial_settings_follow_the_patch_rules(model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
@@ -180,6 +181,12 @@ class StretchySnakeConfig(PreTrainedConfig):
             raise ValueError(f"rms_norm_eps must be positive; got {self.rms_norm_eps!r}.")
         if self.scan_backend not in SCAN_BACKENDS:
             raise ValueError(f"Unknown scan_backend {self.scan_backend!r}; choose one of {SCAN_BACKENDS}.")
+        repeated = sorted(name for name, count in Counter(self.id2label.values()).items() if count > 1)
+        if repeated:
+            raise ValueError(
+                f"id2label names more than one class {', '.join(map(repr, repeated))}: label2id would send each such "
+                "name to one of its classes only. Give every class its own name."
+            )
 
 
 __all__ = ["StretchySnakeConfig"]

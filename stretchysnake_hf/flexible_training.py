@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import seed_worker
+from transformers.trainer_utils import EvalPrediction, seed_worker
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
 from .cpu_sharing import CpuShare
@@ -37,6 +37,9 @@ VIEWS_KEY = "num_views"
 """Key of the number of views per video in an evaluation batch of several views (`FlexibleTrainer` averages them)."""
 SOFT_LABELS_KEY = "soft_labels"
 """Key of the `(batch, num_labels)` soft targets of a mixed or label-smoothed training batch (in place of `labels`)."""
+UNDECODED_LABEL = -100
+"""Label of an evaluation video the processor could not decode (`on_error="skip"`): the cross-entropy's ignore index.
+`FlexibleTrainer` leaves these videos out of the loss and the metrics."""
 
 
 class Scale(NamedTuple):
@@ -376,8 +379,10 @@ class FlexibleVideoCollator:
     `FlexibleTrainer` installs; the collator asks `sampler.scale_for_step(step)`, cuts the batch to the token budget,
     and calls the processor with `training=True`. Examples without a tag (evaluation) are processed at `eval_scale`
     with `training=False`, as `eval_num_clips` x `eval_num_crops` views per video. Videos the processor skips
-    (`on_error="skip"`) are dropped with their labels. An example with a `start` and/or `end` (seconds, as COIN rows
-    of `load_video_dataset` have) is sampled within that segment only.
+    (`on_error="skip"`) are dropped with their labels in training; at evaluation each keeps its place in the batch, as
+    blank views labelled `UNDECODED_LABEL`, so that every process gathers batches of one size and each prediction
+    stays next to its video's label. An example with a `start` and/or `end` (seconds, as COIN rows of
+    `load_video_dataset` have) is sampled within that segment only.
 
     Args:
         processor: a `StretchySnakeVideoProcessor` (or anything with its call signature).
@@ -460,11 +465,20 @@ class FlexibleVideoCollator:
             ),
         )
         skipped = set(inputs.get("skipped_indices", ()))
-        labels = [example[self.label_key] for i, example in enumerate(examples) if i not in skipped]
-        labels = torch.tensor(labels, dtype=torch.long)
+        pixel_values = inputs["pixel_values"]
         if training:
-            labels = labels.repeat_interleave(self.repeated_augmentation)
-        batch = {"pixel_values": inputs["pixel_values"], "labels": labels}
+            labels = [example[self.label_key] for i, example in enumerate(examples) if i not in skipped]
+            labels = torch.tensor(labels, dtype=torch.long).repeat_interleave(self.repeated_augmentation)
+        else:
+            labels = [
+                UNDECODED_LABEL if i in skipped else example[self.label_key] for i, example in enumerate(examples)
+            ]
+            labels = torch.tensor(labels, dtype=torch.long)
+            if skipped:
+                pixel_values = _blank_views_for(
+                    skipped, pixel_values, len(examples), self.eval_num_clips * self.eval_num_crops
+                )
+        batch = {"pixel_values": pixel_values, "labels": labels}
         if training and self.mixing is not None:
             rng = np.random.default_rng([seed, 1])  # stream 1 of the batch seed; the processor draws from its own
             batch["pixel_values"], batch[SOFT_LABELS_KEY] = self.mixing(batch["pixel_values"], labels, rng)
@@ -476,6 +490,37 @@ class FlexibleVideoCollator:
         elif self.eval_num_clips * self.eval_num_crops > 1:
             batch[VIEWS_KEY] = self.eval_num_clips * self.eval_num_crops
         return batch
+
+
+def _blank_views_for(skipped: set[int], pixel_values: torch.Tensor, num_videos: int, views: int) -> torch.Tensor:
+    """`pixel_values` (the views of the decoded videos, in order) with `views` zero views in each skipped video's
+    place: `(num_videos * views, num_frames, 3, size, size)`."""
+    decoded = iter(pixel_values.split(views))
+    blank = pixel_values.new_zeros(views, *pixel_values.shape[1:])
+    return torch.cat([blank if index in skipped else next(decoded) for index in range(num_videos)])
+
+
+def _scoring_decoded_videos(compute_metrics: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+    """`compute_metrics` on the rows of the videos that were decoded (label not `UNDECODED_LABEL`), with a warning
+    that counts the others."""
+
+    def compute(prediction: EvalPrediction, **kwargs: Any) -> dict[str, float]:
+        decoded = np.asarray(prediction.label_ids) != UNDECODED_LABEL
+        if decoded.all():
+            return compute_metrics(prediction, **kwargs)
+        logger.warning(
+            f"{np.sum(~decoded)} of {decoded.size} evaluation videos could not be decoded (skipped with "
+            f'on_error="skip"); the metrics score the other {np.sum(decoded)}.'
+        )
+        predictions = prediction.predictions
+        if isinstance(predictions, tuple):
+            predictions = tuple(np.asarray(part)[decoded] for part in predictions)
+        else:
+            predictions = np.asarray(predictions)[decoded]
+        kept = EvalPrediction(predictions=predictions, label_ids=np.asarray(prediction.label_ids)[decoded])
+        return compute_metrics(kept, **kwargs)
+
+    return compute
 
 
 class _EpochFromStepCallback(TrainerCallback):
@@ -582,6 +627,8 @@ class FlexibleTrainer(Trainer):
             )
         self.scale_log_file = scale_log_file
         self._step_scale: dict[str, int] | None = None
+        if self.compute_metrics is not None:
+            self.compute_metrics = _scoring_decoded_videos(self.compute_metrics)
 
     def get_train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:

@@ -38,6 +38,7 @@ def test_explicit_dt_rank_is_kept():
         ({"scan_backend": "magic"}, "Unknown scan_backend 'magic'"),
         ({"drop_path_rate": 1.5}, "drop_path_rate must be in [0, 1); got 1.5"),
         ({"dt_min": 0.5, "dt_max": 0.1}, "dt_min=0.5, dt_max=0.1"),
+        ({"id2label": {0: "run", 1: "jump", 2: "run"}}, "id2label names more than one class 'run'"),
     ],
 )
 def test_invalid_values_raise_naming_field_and_value(kwargs, message):

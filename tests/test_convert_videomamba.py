@@ -157,6 +157,12 @@ def test_labels_and_half_a_head_are_refused():
         convert_videomamba_checkpoint(sd)
 
 
+def test_a_label_listed_twice_is_refused():
+    sd = videomamba_state_dict(hidden=32, depth=2, patch=8, grid=2, frames=4, classes=3)
+    with pytest.raises(ValueError, match=r"id2label names more than one class 'bowling'"):
+        convert_videomamba_checkpoint(sd, labels=["bowling", "archery", "bowling"])
+
+
 def test_unknown_missing_and_misshapen_keys_are_listed():
     sd = videomamba_state_dict(hidden=32, depth=2, patch=8, grid=2, frames=4, classes=3)
     del sd["layers.1.mixer.D_b"]

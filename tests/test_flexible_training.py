@@ -10,7 +10,9 @@ from stretchysnake_hf import StretchySnakeConfig, StretchySnakeVideoProcessor
 from stretchysnake_hf.flexible_training import (
     SEED_KEY,
     STEP_KEY,
+    UNDECODED_LABEL,
     VARIANTS,
+    VIEWS_KEY,
     FlexibleTrainingConfig,
     FlexibleVideoCollator,
     Scale,
@@ -212,6 +214,37 @@ def test_collator_cuts_to_the_token_budget_and_drops_skipped_videos():
     batch = FlexibleVideoCollator(processor, ScaleSampler(config))(tagged(0, count=5))
     assert processor.calls[-1]["videos"] == ["v0.mp4", "v1.mp4"]  # 65 tokens per clip: 2 clips fit
     assert batch["labels"].tolist() == [0] and batch["pixel_values"].shape[0] == 1
+
+
+class NumberingProcessor:
+    """Stands in for the video processor: every view of video "v{i}" is filled with i + 1; skips the videos in `skip`."""
+
+    def __init__(self, skip):
+        self.skip = set(skip)
+
+    def __call__(self, videos, num_frames, size, patch_size, training, seed, return_tensors, num_clips, num_crops):
+        kept = [int(v[1:]) for i, v in enumerate(videos) if i not in self.skip]
+        views = [torch.full((num_frames, 3, size, size), i + 1.0) for i in kept for _ in range(num_clips * num_crops)]
+        return {
+            "pixel_values": torch.stack(views) if views else torch.empty(0, num_frames, 3, size, size),
+            "skipped_indices": sorted(self.skip),
+        }
+
+
+@pytest.mark.parametrize("skip", [{1}, {0, 3}, {0, 1, 2, 3}])
+def test_collator_keeps_the_place_of_skipped_evaluation_videos(skip):
+    """An undecodable evaluation video becomes blank views labelled UNDECODED_LABEL in its own place: the batch keeps
+    its size (every process gathers the same shapes) and every other video keeps its views and its label."""
+    config = FlexibleTrainingConfig("fixed", frames=(2,), resolutions=(8,), base_patch_size=8)
+    collator = FlexibleVideoCollator(
+        NumberingProcessor(skip), ScaleSampler(config), eval_scale=(2, 8, 8), eval_num_clips=2, eval_num_crops=3
+    )
+    batch = collator([{"video": f"v{i}", "label": 10 + i} for i in range(4)])
+    assert batch["labels"].tolist() == [UNDECODED_LABEL if i in skip else 10 + i for i in range(4)]
+    assert batch["pixel_values"].shape == (4 * 6, 2, 3, 8, 8) and batch[VIEWS_KEY] == 6
+    filled = batch["pixel_values"].flatten(1)
+    assert (filled == filled[:, :1]).all()  # each view is one value
+    assert filled[:, 0].view(4, 6).tolist() == [[0.0 if i in skip else i + 1.0] * 6 for i in range(4)]
 
 
 @pytest.mark.parametrize("name", ["eval_num_clips", "eval_num_crops", "repeated_augmentation"])

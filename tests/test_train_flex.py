@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,16 +123,23 @@ def test_the_seed_fixes_the_initial_weights(data_dir, tmp_path):
 
 
 def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
-    output = tmp_path / "ddp"
+    """Two processes train on one schedule and evaluate a validation set holding a file that is not a video
+    (`--skip_bad_videos`): the metrics score the other videos, each prediction with its own label."""
+    output, validation = tmp_path / "ddp", tmp_path / "validation"
+    shutil.copytree(data_dir / "validation", validation)
+    decodable = sorted(validation.rglob("*.mp4"))
+    (decodable[0].parent / "broken.mp4").write_bytes(b"not a video" * 100)
     # `--cpu --num_processes 2` starts a single process unless MPI is set up; `--multi_gpu` uses torchrun + gloo.
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT)]
     command += arguments(
-        data_dir, output, "--max_steps", "3", "--validation_dir", str(data_dir / "validation"), *RECIPE
+        data_dir, output, "--max_steps", "3", "--validation_dir", str(validation), "--skip_bad_videos", "true", *RECIPE
     )
-    command += ["--scale_grid_frames", "4", "8", "--scale_grid_resolutions", "32"]
+    command += ["--per_device_eval_batch_size", "2", "--scale_grid_frames", "4", "8", "--scale_grid_resolutions", "32"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    # compute_metrics runs on both processes, for the model and for its EMA: the video counted once, not padded twice
+    assert completed.stderr.count(f"1 of {len(decodable) + 1} evaluation videos could not be decoded") == 4
 
     ranks = [read_scales(output / f"scales.jsonl.rank{r}") for r in (0, 1)]
     assert [r["step"] for r in ranks[0]] == [r["step"] for r in ranks[1]] == [0, 1, 2]
@@ -161,6 +169,12 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
         logits = model(**inputs).logits
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
     assert model.config.id2label[0] == "approaching"  # class folders sorted by name
+
+    inputs = processor([str(video) for video in decodable], num_frames=4, size=32, patch_size=8)
+    with torch.no_grad():
+        predicted = model(**inputs).logits.argmax(-1)
+    labels = torch.tensor([model.config.label2id[video.parent.name] for video in decodable])
+    assert results["eval_top1_accuracy"] == pytest.approx((predicted == labels).double().mean().item())
 
 
 def test_dataset_name_loads_a_local_dataset_with_class_names(data_dir, tmp_path):

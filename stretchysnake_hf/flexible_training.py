@@ -502,7 +502,8 @@ def _blank_views_for(skipped: set[int], pixel_values: torch.Tensor, num_videos: 
 
 def _scoring_decoded_videos(compute_metrics: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
     """`compute_metrics` on the rows of the videos that were decoded (label not `UNDECODED_LABEL`), with a warning
-    that counts the others."""
+    that counts the others. Each field with one row per video (predictions, labels, and `include_for_metrics`'
+    losses) keeps the decoded rows; other fields (inputs of several views per video) pass unchanged."""
 
     def compute(prediction: EvalPrediction, **kwargs: Any) -> dict[str, float]:
         decoded = np.asarray(prediction.label_ids) != UNDECODED_LABEL
@@ -512,13 +513,17 @@ def _scoring_decoded_videos(compute_metrics: Callable[..., dict[str, float]]) ->
             f"{np.sum(~decoded)} of {decoded.size} evaluation videos could not be decoded (skipped with "
             f'on_error="skip"); the metrics score the other {np.sum(decoded)}.'
         )
-        predictions = prediction.predictions
-        if isinstance(predictions, tuple):
-            predictions = tuple(np.asarray(part)[decoded] for part in predictions)
-        else:
-            predictions = np.asarray(predictions)[decoded]
-        kept = EvalPrediction(predictions=predictions, label_ids=np.asarray(prediction.label_ids)[decoded])
-        return compute_metrics(kept, **kwargs)
+
+        def decoded_rows(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, tuple):
+                return tuple(map(decoded_rows, value))
+            value = np.asarray(value)
+            return value[decoded] if value.ndim and len(value) == decoded.size else value
+
+        fields = (prediction.predictions, prediction.label_ids, prediction.inputs, prediction.losses)
+        return compute_metrics(EvalPrediction(*map(decoded_rows, fields)), **kwargs)
 
     return compute
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers.testing_utils import CaptureLogger
+from transformers.trainer_utils import EvalPrediction
 
-from stretchysnake_hf import StretchySnakeConfig, StretchySnakeVideoProcessor
+from stretchysnake_hf import StretchySnakeConfig, StretchySnakeVideoProcessor, flexible_training
 from stretchysnake_hf.flexible_training import (
     SEED_KEY,
     STEP_KEY,
@@ -19,6 +21,7 @@ from stretchysnake_hf.flexible_training import (
     ScaleSampler,
     StepBatchSampler,
     StepTaggedDataset,
+    _scoring_decoded_videos,
 )
 from stretchysnake_hf.geometry import sequence_length
 
@@ -245,6 +248,26 @@ def test_collator_keeps_the_place_of_skipped_evaluation_videos(skip):
     filled = batch["pixel_values"].flatten(1)
     assert (filled == filled[:, :1]).all()  # each view is one value
     assert filled[:, 0].view(4, 6).tolist() == [[0.0 if i in skip else i + 1.0] * 6 for i in range(4)]
+
+
+def test_metrics_score_the_decoded_videos_only():
+    seen = []
+    compute = _scoring_decoded_videos(lambda prediction, **kwargs: seen.append((prediction, kwargs)) or {"n": 1})
+    logits, labels = np.arange(8.0).reshape(4, 2), np.array([1, UNDECODED_LABEL, 0, UNDECODED_LABEL])
+    views = np.zeros((12, 3))  # inputs: 3 views per video
+    with CaptureLogger(flexible_training.logger) as captured:
+        compute(EvalPrediction((logits, -logits), labels, views, np.array([0.5, 0.5, 0.7, 0.7])), compute_result=True)
+    assert "2 of 4 evaluation videos could not be decoded" in captured.out
+    (prediction, kwargs), *_ = seen
+    assert kwargs == {"compute_result": True}
+    np.testing.assert_array_equal(prediction.predictions[0], logits[[0, 2]])
+    np.testing.assert_array_equal(prediction.predictions[1], -logits[[0, 2]])
+    np.testing.assert_array_equal(prediction.label_ids, [1, 0])
+    np.testing.assert_array_equal(prediction.losses, [0.5, 0.7])
+    assert prediction.inputs.shape == (12, 3)
+    everything = EvalPrediction(logits, np.array([1, 0, 0, 1]))
+    compute(everything)
+    assert seen[-1][0] is everything
 
 
 @pytest.mark.parametrize("name", ["eval_num_clips", "eval_num_crops", "repeated_augmentation"])

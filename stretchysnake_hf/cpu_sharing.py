@@ -1,15 +1,15 @@
 # Copyright 2026 The stretchysnake_hf Authors. Licensed under the Apache License, Version 2.0.
 """Sharing the CPU with other processes: train on the cores they leave idle.
 
-A training step on CPU runs hundreds of parallel regions, each ending at a barrier that waits for every thread.
-When another process keeps a core busy, the thread on that core gets a fraction of it, and the whole step waits for
-it at every barrier while the other threads spin: measured on 2 cores, one busy neighbour made the demo's training
-step 4x-17x slower where a fair share costs under 2x. `CpuShare.update()`, called once per step, measures how many
-of the cores this process may run on (`selective_scan.usable_cpus`: all of them, or the part of the machine that a
-container or job scheduler gives it) other processes used since its last measurement (their busy CPU time minus
-this process's, over the wall time) and sets torch's intra-op threads, which the numba kernels follow
-(`scan_numba.numba_threads_per_process`), to the cores left: `threads_for_idle_cores`. Alone, the process keeps
-every thread it started with.
+A training step on CPU runs hundreds of parallel regions, each ending at a barrier that waits for every thread. When
+another process keeps a core busy, the thread on that core gets a fraction of it, and the whole step waits for it at
+every barrier while the other threads spin: measured on 2 cores, one busy neighbour made the demo's training step
+4x-17x slower where a fair share costs under 2x. `CpuShare.update()`, called once per step, measures how many of the
+cores this process may run on (`selective_scan.usable_cpus`: all of them, or the part of the machine that a container
+or job scheduler gives it; no more than its cgroup's CPU quota, `selective_scan.usable_cpu_count`) other processes
+used since its last measurement (their busy CPU time minus this process's, over the wall time) and sets torch's
+intra-op threads, which the numba kernels follow (`scan_numba.numba_threads_per_process`), to the cores left:
+`threads_for_idle_cores`. Alone, the process keeps every thread it started with.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Collection
 import psutil
 import torch
 
-from .selective_scan import usable_cpus
+from .selective_scan import usable_cpu_count, usable_cpus
 
 
 def threads_for_idle_cores(max_threads: int, cores: int, busy_elsewhere: float) -> int:
@@ -56,7 +56,7 @@ class CpuShare:
         self.max_threads = max_threads or torch.get_num_threads()
         self.interval = interval
         self.cpus = frozenset(usable_cpus())  # other processes' work elsewhere on the machine takes none of these
-        self.cores = len(self.cpus)
+        self.cores = usable_cpu_count()  # fewer than the CPUs under a cgroup CPU quota
         self.busy_elsewhere = 0.0
         self._process = psutil.Process()
         self._last: tuple[float, float, float] | None = None

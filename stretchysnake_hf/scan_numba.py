@@ -28,7 +28,7 @@ from .numba_math import (
     prefer_512_bit_vectors,
     restore_float_mode,
 )
-from .selective_scan import scan_chunk_length, usable_cpus
+from .selective_scan import scan_chunk_length, usable_cpu_count
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -125,7 +125,7 @@ def _compile_scan_kernels() -> None:
 @functools.cache
 def _cores_per_process() -> int:
     local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, len(usable_cpus()) // local_processes))
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, usable_cpu_count() // local_processes))
 
 
 def numba_threads_per_process() -> int:

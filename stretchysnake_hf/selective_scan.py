@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +41,51 @@ def usable_cpus() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def cpu_quota(
+    proc_cgroup: str | os.PathLike = "/proc/self/cgroup", root: str | os.PathLike = "/sys/fs/cgroup"
+) -> float | None:
+    """CPUs' worth of time that this process's cgroup and its ancestors allow it (`docker --cpus`, Kubernetes CPU
+    limits): the smallest quota / period among them, in cgroup v2 (`cpu.max`) and v1 (`cpu.cfs_quota_us`); None where
+    none is set or the files cannot be read. A container sees its own cgroup at `root`, so every ancestor of the
+    listed path, up to `root` itself, is read."""
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    quotas = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            folders, files = [Path(root)], ("cpu.max",)
+        elif "cpu" in controllers.split(","):
+            folders, files = [Path(root, "cpu"), Path(root, controllers)], ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        parts = Path(path).relative_to("/").parts
+        for folder in dict.fromkeys(folders):
+            for depth in range(len(parts) + 1):
+                quotas.append(_read_quota(folder.joinpath(*parts[:depth]), files))
+    quotas = [quota for quota in quotas if quota is not None]
+    return min(quotas) if quotas else None
+
+
+def _read_quota(folder: Path, files: tuple[str, ...]) -> float | None:
+    """quota / period from `cpu.max` ("max 100000" or "150000 100000") or v1's two files ("-1" for no limit); None
+    where there is no limit or no readable one."""
+    try:
+        quota, period = " ".join(folder.joinpath(name).read_text() for name in files).split()[:2]
+        return None if quota in ("max", "-1") else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpu_count() -> int:
+    """How many CPUs this process can keep busy: its affinity mask (`usable_cpus`), at most its cgroup's CPU quota
+    rounded up (`cpu_quota`). Threads beyond it would only take turns, and wait for each other at every barrier."""
+    cpus, quota = len(usable_cpus()), cpu_quota()
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
 
 
 # Elements of a chunk's (batch, channels, steps, d_state) tensors, which sets the steps per chunk (`scan_chunk_length`).

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from stretchysnake_hf import cpu_sharing
+from stretchysnake_hf import cpu_sharing, selective_scan
 from stretchysnake_hf.cpu_sharing import CpuShare, threads_for_idle_cores
+from stretchysnake_hf.selective_scan import cpu_quota
 
 
 @pytest.mark.parametrize(
@@ -72,6 +74,7 @@ def test_only_the_cpus_this_process_may_use_count(monkeypatch):
     wall = iter([0.0, 10.0, 20.0])
     monkeypatch.setattr(cpu_sharing.psutil, "cpu_times", cpu_times)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1, 3}, raising=False)
+    monkeypatch.setattr(selective_scan, "cpu_quota", lambda: None)
     monkeypatch.setattr(cpu_sharing.time, "monotonic", lambda: next(wall))
     monkeypatch.setattr(cpu_sharing, "_own_cpu_seconds", lambda process: 0.0)
     threads = torch.get_num_threads()
@@ -117,3 +120,48 @@ def test_the_trainer_callback_gives_back_its_threads_when_training_ends():
         assert torch.get_num_threads() == callback.share.max_threads == threads
     finally:
         torch.set_num_threads(threads)
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_cpu_quota_is_the_smallest_limit_of_the_cgroup_and_its_ancestors(tmp_path):
+    """cgroup v2: a job's own cgroup has no limit, its parent allows 1.5 CPUs, the root none."""
+    write_tree(tmp_path, {
+        "self": "0::/user.slice/job\n",
+        "fs/cpu.max": "max 100000\n",
+        "fs/user.slice/cpu.max": "150000 100000\n",
+        "fs/user.slice/job/cpu.max": "max 100000\n",
+    })  # fmt: skip
+    assert cpu_quota(tmp_path / "self", tmp_path / "fs") == 1.5
+    (tmp_path / "fs/user.slice/job/cpu.max").write_text("50000 100000\n")
+    assert cpu_quota(tmp_path / "self", tmp_path / "fs") == 0.5
+    (tmp_path / "fs/user.slice/job/cpu.max").write_text("garbled")  # unreadable: the other limits hold
+    assert cpu_quota(tmp_path / "self", tmp_path / "fs") == 1.5
+
+
+def test_cpu_quota_of_a_cgroup_v1_container(tmp_path):
+    """cgroup v1 without a cgroup namespace: /proc/self/cgroup names the host's path, and the container sees its own
+    cgroup (limited to 1 CPU by `docker --cpus 1`) at the mount's root; the cpuacct line is not the cpu controller."""
+    write_tree(tmp_path, {
+        "self": "4:cpuacct:/docker/abc\n3:cpu:/docker/abc\n2:cpuset:/docker/abc\n1:name=systemd:/docker/abc\n",
+        "fs/cpu/cpu.cfs_quota_us": "100000\n",
+        "fs/cpu/cpu.cfs_period_us": "100000\n",
+        "fs/cpuacct/cpu.cfs_quota_us": "20000\n",
+        "fs/cpuacct/cpu.cfs_period_us": "100000\n",
+    })  # fmt: skip
+    assert cpu_quota(tmp_path / "self", tmp_path / "fs") == 1.0
+    (tmp_path / "fs/cpu/cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu_quota(tmp_path / "self", tmp_path / "fs") is None
+    assert cpu_quota(tmp_path / "missing", tmp_path / "fs") is None
+
+
+@pytest.mark.parametrize(("quota", "expected"), [(None, 4), (1.0, 1), (1.5, 2), (0.2, 1), (16.0, 4)])
+def test_a_cpu_quota_caps_the_cores_a_process_uses(monkeypatch, quota, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(selective_scan, "cpu_quota", lambda: quota)
+    assert selective_scan.usable_cpu_count() == expected
+    assert CpuShare().cores == expected

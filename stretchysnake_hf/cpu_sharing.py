@@ -9,7 +9,7 @@ cores this process may run on (`selective_scan.usable_cpus`: all of them, or the
 or job scheduler gives it; no more than its cgroup's CPU quota, `selective_scan.usable_cpu_count`) other processes
 used since its last measurement (their busy CPU time minus this process's, over the wall time) and sets torch's
 intra-op threads, which the numba kernels follow (`scan_numba.numba_threads_per_process`), to the cores left:
-`threads_for_idle_cores`. Alone, the process keeps every thread it started with.
+`threads_for_idle_cores`. Alone, the process keeps every thread it started with, up to the cores it may use.
 """
 
 from __future__ import annotations
@@ -65,15 +65,20 @@ class CpuShare:
         return time.monotonic(), _busy_seconds(self.cpus), _own_cpu_seconds(self._process)
 
     def update(self) -> int:
-        """Measure (once per `interval`) and set the thread count; returns torch's threads."""
+        """Measure (once per `interval`) and set the thread count; returns torch's threads. The first call, before any
+        measurement, sets the threads to the cores this process may use (fewer than `max_threads` under a quota)."""
         now = self._sample()
         if self._last is None:
             self._last = now
+            self._set_threads(threads_for_idle_cores(self.max_threads, self.cores, 0.0))
         elif now[0] - self._last[0] >= self.interval:
             wall, machine, own = (current - previous for current, previous in zip(now, self._last, strict=True))
             self.busy_elsewhere = max(0.0, (machine - own) / wall)
             self._last = now
-            threads = threads_for_idle_cores(self.max_threads, self.cores, self.busy_elsewhere)
-            if threads != torch.get_num_threads():
-                torch.set_num_threads(threads)
+            self._set_threads(threads_for_idle_cores(self.max_threads, self.cores, self.busy_elsewhere))
         return torch.get_num_threads()
+
+    @staticmethod
+    def _set_threads(threads: int) -> None:
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)

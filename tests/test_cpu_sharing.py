@@ -164,4 +164,11 @@ def test_a_cpu_quota_caps_the_cores_a_process_uses(monkeypatch, quota, expected)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(selective_scan, "cpu_quota", lambda: quota)
     assert selective_scan.usable_cpu_count() == expected
-    assert CpuShare().cores == expected
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        share = CpuShare()
+        assert share.cores == expected and torch.get_num_threads() == 4  # constructing it changes nothing
+        assert share.update() == expected  # the first step already runs on the cores the quota allows
+    finally:
+        torch.set_num_threads(threads)

@@ -37,6 +37,10 @@ VIEWS_KEY = "num_views"
 """Key of the number of views per video in an evaluation batch of several views (`FlexibleTrainer` averages them)."""
 SOFT_LABELS_KEY = "soft_labels"
 """Key of the `(batch, num_labels)` soft targets of a mixed or label-smoothed training batch (in place of `labels`)."""
+UNDECODED_BATCH_KEY = "undecoded_batch"
+"""Key set on a training micro-batch none of whose videos could be decoded (`on_error="skip"`): it holds one blank clip,
+whose loss `FlexibleTrainer` multiplies by zero, so the process still runs a forward and a backward (as DDP's gradient
+all-reduce needs of every process) and adds zero gradients."""
 UNDECODED_LABEL = -100
 """Label of an evaluation video the processor could not decode (`on_error="skip"`): the cross-entropy's ignore index.
 `FlexibleTrainer` leaves these videos out of the loss and the metrics."""
@@ -379,7 +383,8 @@ class FlexibleVideoCollator:
     `FlexibleTrainer` installs; the collator asks `sampler.scale_for_step(step)`, cuts the batch to the token budget,
     and calls the processor with `training=True`. Examples without a tag (evaluation) are processed at `eval_scale`
     with `training=False`, as `eval_num_clips` x `eval_num_crops` views per video. Videos the processor skips
-    (`on_error="skip"`) are dropped with their labels in training; at evaluation each keeps its place in the batch, as
+    (`on_error="skip"`) are dropped with their labels in training (a micro-batch left with none holds one blank clip
+    marked `UNDECODED_BATCH_KEY`, which trains with zero loss); at evaluation each keeps its place in the batch, as
     blank views labelled `UNDECODED_LABEL`, so that every process gathers batches of one size and each prediction
     stays next to its video's label. An example with a `start` and/or `end` (seconds, as COIN rows of
     `load_video_dataset` have) is sampled within that segment only.
@@ -466,7 +471,13 @@ class FlexibleVideoCollator:
         )
         skipped = set(inputs.get("skipped_indices", ()))
         pixel_values = inputs["pixel_values"]
-        if training:
+        undecoded_batch = training and len(skipped) == len(examples)
+        if undecoded_batch:
+            logger.warning(
+                f"No video of a micro-batch of step {step} could be decoded: it trains on one blank clip with zero loss."
+            )
+            pixel_values, labels = pixel_values.new_zeros(1, *pixel_values.shape[1:]), torch.zeros(1, dtype=torch.long)
+        elif training:
             labels = [example[self.label_key] for i, example in enumerate(examples) if i not in skipped]
             labels = torch.tensor(labels, dtype=torch.long).repeat_interleave(self.repeated_augmentation)
         else:
@@ -479,7 +490,9 @@ class FlexibleVideoCollator:
                     skipped, pixel_values, len(examples), self.eval_num_clips * self.eval_num_crops
                 )
         batch = {"pixel_values": pixel_values, "labels": labels}
-        if training and self.mixing is not None:
+        if undecoded_batch:
+            batch[UNDECODED_BATCH_KEY] = True
+        elif training and self.mixing is not None:
             rng = np.random.default_rng([seed, 1])  # stream 1 of the batch seed; the processor draws from its own
             batch["pixel_values"], batch[SOFT_LABELS_KEY] = self.mixing(batch["pixel_values"], labels, rng)
             del batch["labels"]
@@ -731,6 +744,10 @@ class FlexibleTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ):
+        if inputs.pop(UNDECODED_BATCH_KEY, False):
+            outputs = model(**inputs)
+            loss = outputs.loss * 0.0
+            return (loss, outputs) if return_outputs else loss
         soft_labels = inputs.pop(SOFT_LABELS_KEY, None)
         if soft_labels is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

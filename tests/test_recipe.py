@@ -9,8 +9,14 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 from safetensors.torch import load_file
 from transformers import TrainingArguments
+from transformers.testing_utils import CaptureLogger
 
-from stretchysnake_hf import StretchySnakeConfig, StretchySnakeForVideoClassification, StretchySnakeVideoProcessor
+from stretchysnake_hf import (
+    StretchySnakeConfig,
+    StretchySnakeForVideoClassification,
+    StretchySnakeVideoProcessor,
+    flexible_training,
+)
 from stretchysnake_hf.flexible_training import (
     SEED_KEY,
     SOFT_LABELS_KEY,
@@ -380,7 +386,17 @@ class TensorProcessor:
         pass
 
 
-def tiny_trainer(tmp_path, batch_size=4, accumulation=1, mixing=None, ema_decay=None, **arguments) -> FlexibleTrainer:
+class UndecodableProcessor(TensorProcessor):
+    """Stands in for a processor with `on_error="skip"` that can decode none of the videos."""
+
+    def __call__(self, videos, num_frames, size, patch_size, training, seed, return_tensors, num_clips, num_crops):
+        empty = torch.empty(0, *videos[0].shape)
+        return {"pixel_values": empty, "patch_size": patch_size, "skipped_indices": list(range(len(videos)))}
+
+
+def tiny_trainer(
+    tmp_path, batch_size=4, accumulation=1, mixing=None, ema_decay=None, processor=None, **arguments
+) -> FlexibleTrainer:
     torch.manual_seed(0)
     model = tiny_model(depth=2)
     videos = torch.randn(4, 2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
@@ -403,7 +419,9 @@ def tiny_trainer(tmp_path, batch_size=4, accumulation=1, mixing=None, ema_decay=
         "save_strategy": "no",
         **arguments,
     }
-    collator = FlexibleVideoCollator(TensorProcessor(), ScaleSampler(config), eval_scale=(2, 16, 8), mixing=mixing)
+    collator = FlexibleVideoCollator(
+        processor or TensorProcessor(), ScaleSampler(config), eval_scale=(2, 16, 8), mixing=mixing
+    )
     return FlexibleTrainer(
         model=model,
         args=TrainingArguments(**arguments),
@@ -430,6 +448,19 @@ def test_accumulated_micro_batches_train_like_one_batch(tmp_path, mixing):
     assert steps["classifier.weight"].abs().max() > 1e-3
     for name, step in steps.items():
         torch.testing.assert_close(accumulated_steps[name], step, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("mixing", [None, MixupCutmix(3, label_smoothing=0.1)], ids=["hard_labels", "soft_labels"])
+def test_a_micro_batch_with_no_decodable_video_trains_with_zero_loss(tmp_path, mixing):
+    """Every video of the step fails to decode: the step runs on one blank clip, with zero loss and zero gradients, so
+    plain SGD leaves the weights as they were (the model used to refuse the empty batch, ending the run)."""
+    trainer = tiny_trainer(tmp_path, mixing=mixing, processor=UndecodableProcessor())
+    start = {name: value.detach().clone() for name, value in trainer.model.named_parameters()}
+    with CaptureLogger(flexible_training.logger) as captured:
+        assert trainer.train().training_loss == 0.0
+    assert "No video of a micro-batch of step 0 could be decoded" in captured.out
+    for name, value in trainer.model.named_parameters():
+        assert torch.equal(value.detach(), start[name]), name
 
 
 def test_weight_decay_follows_videomamba_without_layer_decay(tmp_path):

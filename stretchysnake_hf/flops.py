@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -27,14 +25,12 @@ def count_flops(
 
     Matmuls and convolutions are counted by torch's `FlopCounterMode` on a meta-device copy of the model (no
     arithmetic runs, so any scale is counted in milliseconds); the selective scans, which run no step on meta tensors
-    (`selective_scan`), are added with `selective_scan_flops` (two directions per block), so the count is the same
-    for every `scan_backend`. Elementwise ops are left out, as in fvcore and torch's counter, and so is the one-off
-    resize of the patch kernel (cached at inference).
+    (`selective_scan.resolve_backend`), are added with `selective_scan_flops` (two directions per block), so the count
+    is the same for every `scan_backend`. Elementwise ops are left out, as in fvcore and torch's counter, and so is the
+    one-off resize of the patch kernel (cached at inference).
     """
-    config = copy.deepcopy(model.config)
-    config.scan_backend = "reference"  # the one backend every device resolves to; the numba and CUDA ones refuse meta
     with torch.device("meta"):
-        meta_model = type(model)(config).eval()
+        meta_model = type(model)(model.config).eval()
     pixel_values = torch.empty(input_shape, device="meta")
     scan_flops = 0
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -335,7 +336,16 @@ def selective_scan_numba_fn(
     return gated_scan(SelectiveScanNumbaFn.apply, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
+def _scan_on_meta(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, **_: Any
+) -> torch.Tensor:
+    """The scan on meta tensors, which hold shapes only: its output's shape, without running a step, so a meta forward
+    (`flops.count_flops`) costs the same at any sequence length."""
+    return torch.empty_like(u)
+
+
 _BACKEND_FUNCTIONS = {
+    "meta": _scan_on_meta,
     "reference": selective_scan_reference,
     "numba": selective_scan_numba_fn,
     "chunked": selective_scan_chunked_fn,
@@ -359,11 +369,14 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
     "auto" picks "cuda" on CUDA tensors when mamba-ssm imports, "numba" on CPU when numba imports, and "chunked"
     otherwise, and logs its choice once. A backend asked for by name raises `ImportError` (with the install command)
-    when its package is missing and `ValueError` when it cannot run on `device`.
+    when its package is missing and `ValueError` when it cannot run on `device`. On the meta device every backend
+    stands for "meta" (`_scan_on_meta`), which runs no step.
     """
     if backend not in SCAN_BACKENDS:
         raise ValueError(f"Unknown scan backend {backend!r}; choose one of {SCAN_BACKENDS}.")
     device = torch.device(device)
+    if device.type == "meta":
+        return "meta"
     if backend == "auto":
         if device.type == "cuda" and _mamba_ssm_kernels() is not None:
             resolved = "cuda"
@@ -407,13 +420,7 @@ def selective_scan(
     delta_softplus: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Selective scan with mamba-ssm's arguments (see `selective_scan_reference`), run by `backend`.
-
-    On meta tensors, whatever the backend, it returns an empty tensor of the output's shape and runs no step: a
-    meta forward (`flops.count_flops`) then costs the same at any sequence length.
-    """
-    if u.device.type == "meta":
-        return torch.empty_like(u)
+    """Selective scan with mamba-ssm's arguments (see `selective_scan_reference`), run by `backend`."""
     scan = _BACKEND_FUNCTIONS[resolve_backend(backend, u.device)]
     return scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
 

@@ -14,7 +14,8 @@ most accurate within the cost caps, or with only `--min_top1` the cheapest that 
 `--dataset_format` reads a benchmark as distributed (`stretchysnake_hf.video_datasets`), by default its official
 evaluation split, matching its classes to the checkpoint's labels by name. With several views per video
 (`--eval_num_clips` x `--eval_num_crops`) a video is scored by its softmax averaged over them.
-Runs under `accelerate launch` too: the videos are split across processes and the results gathered.
+Runs under `accelerate launch` too: the videos are split across processes and the results gathered. On CPU it runs
+on the cores other processes leave idle, within the process's CPU quota (`--share_cpu false`: every thread).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from transformers import AutoModelForVideoClassification
+from transformers.hf_argparser import string_to_bool
 
 import stretchysnake_hf  # noqa: F401  (registers the Auto classes)
 from stretchysnake_hf import StretchySnakeVideoProcessor
@@ -74,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_tokens", type=int, default=None, help="token budget of one forward pass; larger cells are reported"
     )
+    parser.add_argument(
+        "--share_cpu",
+        type=string_to_bool,
+        default=True,
+        help="on CPU, run on the cores other processes leave idle (false: keep every thread)",
+    )
     parser.add_argument("--max_gflops", type=float, default=None, help="pick: GFLOPs per clip at most this")
     parser.add_argument(
         "--max_latency_ms", type=float, default=None, help="pick: measured forward time per clip (ms) at most this"
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> list:
         token_grid=args.token_grid,
         batch_size=args.batch_size,
         max_tokens=args.max_tokens,
+        share_cpu=args.share_cpu,
     )
     if state.is_main_process:
         title = f"{Path(args.model).name} on {data}"

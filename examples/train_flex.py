@@ -176,7 +176,10 @@ class FlexibleArguments:
     )
     share_cpu: bool = field(
         default=True,
-        metadata={"help": "On CPU, train on the cores other processes leave idle (false: keep every thread)."},
+        metadata={
+            "help": "On CPU, train and run the scale grid on the cores other processes leave idle (false: keep every "
+            "thread)."
+        },
     )
 
 
@@ -570,6 +573,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 data_args.scale_grid_resolutions,
                 batch_size=training_args.per_device_eval_batch_size,
                 show_progress=not training_args.disable_tqdm,
+                share_cpu=flex_args.share_cpu,
             )
             if trainer.is_world_process_zero():
                 save_results(scale_results, training_args.output_dir, Path(training_args.output_dir).name)

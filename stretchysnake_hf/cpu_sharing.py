@@ -10,6 +10,8 @@ or job scheduler gives it; no more than its cgroup's CPU quota, `selective_scan.
 used since its last measurement (their busy CPU time minus this process's, over the wall time) and sets torch's
 intra-op threads, which the numba kernels follow (`scan_numba.numba_threads_per_process`), to the cores left:
 `threads_for_idle_cores`. Alone, the process keeps every thread it started with, up to the cores it may use.
+`FlexibleTrainer` updates it before every training step and `evaluation.evaluate_scales` before every batch of a grid;
+both give the threads back (`CpuShare.restore()`) when they end.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class CpuShare:
             self._last = now
             self._set_threads(threads_for_idle_cores(self.max_threads, self.cores, self.busy_elsewhere))
         return torch.get_num_threads()
+
+    def restore(self) -> None:
+        """Give torch back the threads this share started with (`max_threads`)."""
+        self._set_threads(self.max_threads)
 
     @staticmethod
     def _set_threads(threads: int) -> None:

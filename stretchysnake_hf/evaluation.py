@@ -18,6 +18,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from .cpu_sharing import CpuShare
 from .flexible_training import FlexibleTrainingConfig, Scale, is_integer_at_least
 from .flops import count_flops
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
@@ -371,6 +372,7 @@ def evaluate_scales(
     max_tokens: int | None = None,
     known_training_scales: Iterable[Scale] | None = None,
     show_progress: bool = True,
+    share_cpu: bool = True,
 ) -> list[ScaleResult]:
     """Evaluate one model, or several (a name -> model mapping), on every (frames, resolution) cell.
 
@@ -396,6 +398,9 @@ def evaluate_scales(
         known_training_scales: the scales the models trained on; by default read from each checkpoint's
             `config.flexible_training` (unknown: `in_training=None`).
         show_progress: a tqdm bar (main process only).
+        share_cpu: with every model on CPU, run each batch on the cores other processes leave idle, as training
+            does (`cpu_sharing.CpuShare`: torch's threads, which the numba kernels follow, are fitted to them before
+            each batch and given back at the end); false keeps every thread.
 
     Under `accelerate launch` every process evaluates its share of the videos and the results are gathered: all
     processes return the same list, one `ScaleResult` per model, spatial row and frame count.
@@ -432,16 +437,24 @@ def evaluate_scales(
         unit="batch",
         disable=not (show_progress and state.is_main_process),
     )
-    for (num_frames, image_size), group in groups.items():
-        for batch in batches:
-            inputs = processor([videos[i] for i in batch], num_frames=num_frames, size=image_size)
-            skipped = set(inputs.get("skipped_indices", ()))  # undecodable videos, with on_error="skip"
-            decoded = [index for position, index in enumerate(batch) if position not in skipped]
-            for cell in group:
-                cell.skipped_errors += inputs.get("skipped_errors", [])
-                if cell.result.status == OK and decoded:
-                    _forward(cell, inputs["pixel_values"], decoded, num_views)
-            bar.update()
+    on_cpu = all(next(each.parameters()).device.type == "cpu" for each in models.values())
+    cpu_share = CpuShare() if share_cpu and on_cpu else None
+    try:
+        for (num_frames, image_size), group in groups.items():
+            for batch in batches:
+                inputs = processor([videos[i] for i in batch], num_frames=num_frames, size=image_size)
+                skipped = set(inputs.get("skipped_indices", ()))  # undecodable videos, with on_error="skip"
+                decoded = [index for position, index in enumerate(batch) if position not in skipped]
+                if cpu_share is not None:
+                    cpu_share.update()
+                for cell in group:
+                    cell.skipped_errors += inputs.get("skipped_errors", [])
+                    if cell.result.status == OK and decoded:
+                        _forward(cell, inputs["pixel_values"], decoded, num_views)
+                bar.update()
+    finally:
+        if cpu_share is not None:
+            cpu_share.restore()
     bar.close()
     labels = np.asarray(labels)
     results = []

@@ -570,7 +570,7 @@ class _CpuShareCallback(TrainerCallback):
         self.share.update()
 
     def on_train_end(self, args, state, control, **kwargs):
-        torch.set_num_threads(self.share.max_threads)
+        self.share.restore()
 
 
 class _EmaCallback(TrainerCallback):

@@ -19,7 +19,12 @@ from conftest import tiny_config
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers.testing_utils import CaptureLogger
 
-from stretchysnake_hf import StretchySnakeForVideoClassification, StretchySnakeVideoProcessor, evaluation
+from stretchysnake_hf import (
+    StretchySnakeForVideoClassification,
+    StretchySnakeVideoProcessor,
+    evaluation,
+    selective_scan,
+)
 from stretchysnake_hf.evaluation import (
     INVALID,
     OK,
@@ -156,6 +161,29 @@ def test_undecodable_videos_are_left_out_with_their_labels(model, clips):
     assert result.num_videos == 1 and result.top1 == 1.0
     with pytest.raises(ValueError, match="2 frames, 16 px, p8: no video could be decoded"):
         evaluate_scales(model, processor, [broken], [0], [2], [16], show_progress=False)
+
+
+@pytest.mark.parametrize("share_cpu", [True, False])
+def test_the_grid_runs_on_the_cores_a_cpu_quota_allows_and_gives_the_threads_back(
+    model, clips, monkeypatch, share_cpu
+):
+    videos, labels = clips
+    monkeypatch.setattr(selective_scan, "cpu_quota", lambda: 1.0)  # as `docker --cpus 1` sets
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        evaluate_scales(
+            model, StretchySnakeVideoProcessor(), videos, labels, [2, 4], [16], batch_size=3, show_progress=False,
+            share_cpu=share_cpu,
+        )  # fmt: skip
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        hook.remove()
+        torch.set_num_threads(threads)
+    assert len(seen) == 2 * (3 + 1)  # 2 cells x (3 batches + a warm-up)
+    assert set(seen) == ({1} if share_cpu else {2})
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ used since its last measurement (their busy CPU time minus this process's, over 
 intra-op threads, which the numba kernels follow (`scan_numba.numba_threads_per_process`), to the cores left:
 `threads_for_idle_cores`. Alone, the process keeps every thread it started with, up to the cores it may use.
 `FlexibleTrainer` updates it before every training step and `evaluation.evaluate_scales` before every batch of a grid;
-both give the threads back (`CpuShare.restore()`) when they end.
+both give the threads back (`CpuShare.restore()`, or leaving a `with CpuShare() as share:` block) when they end.
 """
 
 from __future__ import annotations
@@ -83,6 +83,12 @@ class CpuShare:
     def restore(self) -> None:
         """Give torch back the threads this share started with (`max_threads`)."""
         self._set_threads(self.max_threads)
+
+    def __enter__(self) -> CpuShare:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.restore()
 
     @staticmethod
     def _set_threads(threads: int) -> None:

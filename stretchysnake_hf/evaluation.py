@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
@@ -438,8 +439,7 @@ def evaluate_scales(
         disable=not (show_progress and state.is_main_process),
     )
     on_cpu = all(next(each.parameters()).device.type == "cpu" for each in models.values())
-    cpu_share = CpuShare() if share_cpu and on_cpu else None
-    try:
+    with CpuShare() if share_cpu and on_cpu else contextlib.nullcontext() as cpu_share:
         for (num_frames, image_size), group in groups.items():
             for batch in batches:
                 inputs = processor([videos[i] for i in batch], num_frames=num_frames, size=image_size)
@@ -452,9 +452,6 @@ def evaluate_scales(
                     if cell.result.status == OK and decoded:
                         _forward(cell, inputs["pixel_values"], decoded, num_views)
                 bar.update()
-    finally:
-        if cpu_share is not None:
-            cpu_share.restore()
     bar.close()
     labels = np.asarray(labels)
     results = []

@@ -10,12 +10,15 @@ or job scheduler gives it; no more than its cgroup's CPU quota, `selective_scan.
 used since its last measurement (their busy CPU time minus this process's, over the wall time) and sets torch's
 intra-op threads, which the numba kernels follow (`scan_numba.numba_threads_per_process`), to the cores left:
 `threads_for_idle_cores`. Alone, the process keeps every thread it started with, up to the cores it may use.
-`FlexibleTrainer` updates it before every training step and `evaluation.evaluate_scales` before every batch of a grid;
-both give the threads back (`CpuShare.restore()`, or leaving a `with CpuShare() as share:` block) when they end.
+`FlexibleTrainer` updates it before every training step, `evaluation.evaluate_scales` before every batch of a grid,
+and `inference.predict` once, before its forward pass (the first update fits the threads to the cores within the
+quota). Each gives the threads back when it ends (`CpuShare.restore()`; `with sharing_cpu(...)` updates on entry
+and restores on exit).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Collection
 
@@ -85,6 +88,7 @@ class CpuShare:
         self._set_threads(self.max_threads)
 
     def __enter__(self) -> CpuShare:
+        self.update()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -94,3 +98,9 @@ class CpuShare:
     def _set_threads(threads: int) -> None:
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
+
+
+def sharing_cpu(enabled: bool) -> contextlib.AbstractContextManager[CpuShare | None]:
+    """A `CpuShare` that fits the threads on entry and gives them back on exit where `enabled` (the caller runs on
+    CPU and wants sharing), else a context that yields None and changes nothing."""
+    return CpuShare() if enabled else contextlib.nullcontext()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import threading
@@ -19,7 +18,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .cpu_sharing import CpuShare
+from .cpu_sharing import sharing_cpu
 from .flexible_training import FlexibleTrainingConfig, Scale, is_integer_at_least
 from .flops import count_flops
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
@@ -439,7 +438,7 @@ def evaluate_scales(
         disable=not (show_progress and state.is_main_process),
     )
     on_cpu = all(next(each.parameters()).device.type == "cpu" for each in models.values())
-    with CpuShare() if share_cpu and on_cpu else contextlib.nullcontext() as cpu_share:
+    with sharing_cpu(share_cpu and on_cpu) as cpu_share:
         for (num_frames, image_size), group in groups.items():
             for batch in batches:
                 inputs = processor([videos[i] for i in batch], num_frames=num_frames, size=image_size)

@@ -10,6 +10,7 @@ import torch
 from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file, logging
 
 from .configuration_stretchysnake import StretchySnakeConfig
+from .cpu_sharing import sharing_cpu
 from .modeling_stretchysnake import StretchySnakeForVideoClassification
 from .video_processing_stretchysnake import StretchySnakeVideoProcessor, is_single_video
 
@@ -62,6 +63,7 @@ def predict(
     processor: StretchySnakeVideoProcessor | None = None,
     device: str | torch.device | None = None,
     on_error: str | None = None,
+    share_cpu: bool = True,
 ) -> Predictions | Failure | list[Predictions | Failure]:
     """Classify a video (or a list of videos) and return the `top_k` labels with their softmax scores.
 
@@ -80,6 +82,9 @@ def predict(
         on_error: what a video that cannot be decoded does: "raise" its error, or "skip" it, which puts a
             `{"error": message}` (the message names the file and the problem) in its place; `None` uses the
             processor's `on_error` setting.
+        share_cpu: on CPU, run the forward pass on no more of torch's threads than the cores this process may use,
+            which its CPU quota (`docker --cpus`, a Kubernetes limit) can make fewer than the machine's
+            (`cpu_sharing.CpuShare`); torch's threads are given back after it. False: torch's threads as they are.
 
     Returns:
         For one video, a list of `{"label": str, "score": float}`, best first; for a list, one entry per video, in
@@ -123,7 +128,7 @@ def predict(
     predictions: list[Predictions] = []
     if len(failures) < len(videos):  # not every video failed: no forward pass on an empty batch
         pixel_values = inputs["pixel_values"].to(model.device, model.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), sharing_cpu(share_cpu and model.device.type == "cpu"):
             logits = model(pixel_values, patch_size=inputs.get("patch_size")).logits
         # [num_decoded_videos, num_views, num_labels] -> averaged over views
         probs = logits.float().softmax(-1).view(-1, num_clips * num_crops, logits.shape[-1]).mean(1)

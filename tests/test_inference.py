@@ -20,6 +20,7 @@ from stretchysnake_hf import (
     StretchySnakeForVideoClassification,
     StretchySnakeModel,
     StretchySnakeVideoProcessor,
+    selective_scan,
 )
 from stretchysnake_hf.cli import main
 from stretchysnake_hf.inference import load_processor
@@ -119,6 +120,26 @@ def test_predict_a_list_gives_one_result_per_video(model_dir, video):
     assert_same_predictions(from_a_generator[1], results[0])
     with pytest.raises(ValueError, match="on_error"):
         stretchysnake_hf.predict(video, model=model, on_error="ignore")
+
+
+@pytest.mark.parametrize("share_cpu", [True, False])
+def test_predict_runs_on_the_cores_a_cpu_quota_allows_and_gives_the_threads_back(
+    model_dir, video, monkeypatch, share_cpu
+):
+    monkeypatch.setattr(selective_scan, "cpu_quota", lambda: 1.0)  # as `docker --cpus 1` sets
+    model = StretchySnakeForVideoClassification.from_pretrained(model_dir)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        expected = _manual_scores(model_dir, video).max().item()
+        (best,) = stretchysnake_hf.predict(video, model=model, top_k=1, share_cpu=share_cpu)
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [1 if share_cpu else 2]
+    assert best["score"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_cli_prints_predictions(model_dir, video, capsys):

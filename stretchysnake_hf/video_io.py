@@ -77,7 +77,7 @@ class VideoInfo:
     the time span of the stream's packets at the average rate (for variable frame rate video, the number of frames at
     the average rate). Frame index `i` stands for the frame shown at `start_time + (i + 0.5) / fps` seconds, which is
     exactly frame `i` for constant frame rate video; where frame times cannot locate a frame (`_picks_by_ordinal`),
-    it is the `i`-th frame decoded. `width` and `height` are the stored size; decoded frames come
+    it is the `i`-th frame decoded (in AVI, counting a dropped frame's empty chunk as shown by the frame before it). `width` and `height` are the stored size; decoded frames come
     out as displayed (pixel aspect ratio and rotation applied).
     """
 
@@ -428,8 +428,9 @@ def _frames_from(
 
 
 def _picks_by_ordinal(container: av.container.InputContainer, stream: av.VideoStream) -> bool:
-    """Whether frame `i` is the `i`-th frame the decoder outputs from the start of the file (then the file is decoded
-    straight through, never seeking), rather than the frame shown at its time (see `VideoInfo`).
+    """Whether frame `i` is found by counting the frames the decoder outputs from the start of the file (then the
+    file is decoded straight through, never seeking; see `_display_ordinals`), rather than as the frame shown at its
+    time (see `VideoInfo`).
 
     By ordinal: `SEQUENTIAL_FORMATS`, and AVI with B-frames. AVI stores no presentation times, only the number of each
     chunk in decoding order, so FFmpeg gives a reordered frame the time of the packet that made the decoder output it:
@@ -440,14 +441,40 @@ def _picks_by_ordinal(container: av.container.InputContainer, stream: av.VideoSt
     return container.format.name in SEQUENTIAL_FORMATS
 
 
+def _display_ordinals(
+    frames: Iterator[av.VideoFrame], fps: float, counts_dropped: bool
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """`(ordinal, frame)` for frames decoded from the start of the file, which come out in display order.
+
+    Without `counts_dropped` the ordinal counts them. With it (AVI) it is the frame's decode timestamp less the first
+    frame's, in frames: an AVI's timestamps are chunk numbers, and a capture that dropped a frame stores an empty chunk
+    in its place, which the decoder skips. The decoder stamps each frame it outputs with the chunk number of the
+    packet that made it output the frame, a constant reordering delay after the frame's own, so the dropped frame's
+    ordinal is left out as a player leaves its time to the frame before it. A frame without a timestamp (the last
+    ones, flushed at the end of the data) or with one that would not move forward follows the frame before it.
+    """
+    first_dts = None
+    ordinal = -1
+    for frame in frames:
+        if counts_dropped and frame.dts is not None:
+            if first_dts is None:
+                first_dts = frame.dts
+            stamped = round(float((frame.dts - first_dts) * frame.time_base) * fps)
+            ordinal = stamped if stamped > ordinal else ordinal + 1
+        else:
+            ordinal += 1
+        yield ordinal, frame
+
+
 def _shown_at(
-    frames: Iterator[av.VideoFrame], info: VideoInfo, by_ordinal: bool
+    frames: Iterator[av.VideoFrame], info: VideoInfo, by_ordinal: bool, counts_dropped: bool = False
 ) -> Iterator[tuple[float | None, av.VideoFrame]]:
-    """`(time the frame is shown from, frame)`: its timestamp, or, by ordinal, the time of index `ordinal` (frames
-    counted from the first one decoded, which is the time origin)."""
+    """`(time the frame is shown from, frame)`: its timestamp, or, by ordinal, the time of index `ordinal`
+    (`_display_ordinals`; the first frame decoded is the time origin)."""
     if not by_ordinal:
         return ((frame.time, frame) for frame in frames)
-    return ((info.start_time + ordinal / info.fps, frame) for ordinal, frame in enumerate(frames))
+    ordinals = _display_ordinals(frames, info.fps, counts_dropped)
+    return ((info.start_time + ordinal / info.fps, frame) for ordinal, frame in ordinals)
 
 
 def _decode_indices(
@@ -478,7 +505,7 @@ def _decode_indices(
             frames, seeking_failed = _frames_from(
                 container, stream, info, target if seekable else info.start_time, damaged
             )
-            timed_frames = _shown_at(frames, info, by_ordinal)
+            timed_frames = _shown_at(frames, info, by_ordinal, container.format.name == "avi")
             seekable = seekable and not seeking_failed
             current = ahead = None
         if ahead is not None and (ahead[0] is None or ahead[0] <= target):

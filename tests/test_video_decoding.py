@@ -225,6 +225,23 @@ def test_avi_dropped_frames_show_the_frame_before_them(tmp_path, monkeypatch, se
     assert read_indices(frames) == [{10: 9, 11: 9, 30: 29}.get(index, index) for index in range(40)]
 
 
+@pytest.mark.parametrize(
+    ("codec", "options"),
+    [("mpeg4", {"bf": "2", "g": "12", "b": "2M"}), ("libx264", {"bf": "3", "g": "12", "sc_threshold": "0"})],
+    ids=["xvid_style", "h264"],
+)
+def test_avi_with_b_frames_and_dropped_frames_shows_the_frame_before_each_drop(tmp_path, codec, options):
+    # With B-frames, frames are counted from the start; a dropped frame's empty chunk must count too.
+    path = tmp_path / "capture.avi"
+    write_clip(path, indexed_frames(40), 10, codec, dropped=(10, 11, 30), **options)
+    expected = [{10: 9, 11: 9, 30: 29}.get(index, index) for index in range(40)]
+    frames, info = load_video(path)
+    assert info.num_frames == 40
+    assert read_indices(frames) == expected  # was 2 frames late after the first drop, 3 after the second
+    indices = [39, 10, 11, 12, 29, 30, 31, 0]
+    assert read_indices(load_video(path, lambda info: indices)[0]) == [expected[index] for index in indices]
+
+
 def test_program_stream_with_b_frames_gives_every_frame_once(tmp_path):
     # FFmpeg interpolates the timestamps a program stream leaves out; around small B-frames they go backwards.
     path = tmp_path / "camcorder.mpg"

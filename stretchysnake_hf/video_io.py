@@ -77,8 +77,9 @@ class VideoInfo:
     the time span of the stream's packets at the average rate (for variable frame rate video, the number of frames at
     the average rate). Frame index `i` stands for the frame shown at `start_time + (i + 0.5) / fps` seconds, which is
     exactly frame `i` for constant frame rate video; where frame times cannot locate a frame (`_picks_by_ordinal`),
-    it is the `i`-th frame decoded (in AVI, counting a dropped frame's empty chunk as shown by the frame before it). `width` and `height` are the stored size; decoded frames come
-    out as displayed (pixel aspect ratio and rotation applied).
+    it is the `i`-th frame decoded (in AVI, a dropped frame's empty chunk counts, shown as the frame before it).
+    `width` and `height` are the stored size; decoded frames come out as displayed (pixel aspect ratio and rotation
+    applied).
     """
 
     name: str
@@ -467,7 +468,7 @@ def _display_ordinals(
 
 
 def _shown_at(
-    frames: Iterator[av.VideoFrame], info: VideoInfo, by_ordinal: bool, counts_dropped: bool = False
+    frames: Iterator[av.VideoFrame], info: VideoInfo, by_ordinal: bool, counts_dropped: bool
 ) -> Iterator[tuple[float | None, av.VideoFrame]]:
     """`(time the frame is shown from, frame)`: its timestamp, or, by ordinal, the time of index `ordinal`
     (`_display_ordinals`; the first frame decoded is the time origin)."""

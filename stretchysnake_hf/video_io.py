@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from transformers.utils import logging
 
+from .selective_scan import usable_cpu_count, usable_cpus
+
 try:  # decoding needs PyAV; the processor's in-memory videos (arrays, frames) do not
     import av
     from av.video.reformatter import VideoReformatter
@@ -24,6 +26,8 @@ except ImportError:
     av = VideoReformatter = None
 
 logger = logging.get_logger(__name__)
+
+FFMPEG_MAX_AUTO_THREADS = 16  # libavcodec's cap on the threads it starts by itself (MAX_AUTO_THREADS)
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -134,6 +138,15 @@ def select_video_stream(container: av.container.InputContainer, name: str) -> av
     return next((stream for stream in streams if stream.disposition & Disposition.default), streams[0])
 
 
+def ffmpeg_thread_count() -> int:
+    """Threads for FFmpeg's decoder and its scaler (swscale): 0, FFmpeg's own choice (one more than the CPUs of the
+    affinity mask, at most `FFMPEG_MAX_AUTO_THREADS`), unless a cgroup CPU quota (`docker --cpus`, Kubernetes CPU
+    limits), which FFmpeg does not read, leaves fewer CPUs: then one per CPU within the quota (`usable_cpu_count`).
+    Threads beyond the quota only take turns, and a decoder's each hold frames of their own."""
+    cpus = usable_cpu_count()
+    return cpus if cpus < min(len(usable_cpus()), FFMPEG_MAX_AUTO_THREADS) else 0
+
+
 @contextmanager
 def open_video(
     source: VideoSource, frame_threads: bool = True
@@ -141,7 +154,7 @@ def open_video(
     """Open `source` (path, bytes or binary file object) and yield `(container, video_stream)`.
 
     The stream is the one `select_video_stream` picks; its decoder uses frame and slice threads, or slice threads
-    only with `frame_threads=False`.
+    only with `frame_threads=False`, as many as `ffmpeg_thread_count` says.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -165,6 +178,7 @@ def open_video(
             raise VideoDecodeError(f"{name}: has no video stream (the file is text)")
         stream = select_video_stream(container, name)
         stream.thread_type = "AUTO" if frame_threads else "SLICE"
+        stream.thread_count = ffmpeg_thread_count()
         yield container, stream
     except av.error.FFmpegError as err:
         raise VideoDecodeError(f"{name}: decoding failed (corrupt or truncated video): {err}") from err
@@ -339,11 +353,13 @@ def orient(image: np.ndarray, matrix: np.ndarray | None, name: str = "video") ->
 def _to_rgb(
     frame: av.VideoFrame,
     reformatter: VideoReformatter,
+    threads: int,
     info: VideoInfo,
     max_short_side: int | None,
     display_matrix: np.ndarray | None,
 ) -> np.ndarray:
-    """Any pixel format (8/10-bit YUV, gray, RGB...) to RGB uint8 `(height, width, 3)` as displayed.
+    """Any pixel format (8/10-bit YUV, gray, RGB...) to RGB uint8 `(height, width, 3)` as displayed, converted by
+    swscale on `threads` threads (`ffmpeg_thread_count`).
 
     Non-square pixels are resized to their display aspect, `display_matrix` (rotation) is applied, and frames whose
     short side is longer than `max_short_side` are shrunk.
@@ -352,7 +368,7 @@ def _to_rgb(
     if max_short_side is not None and min(width, height) > max_short_side:
         width, height = width * max_short_side / min(width, height), height * max_short_side / min(width, height)
     width, height = max(1, round(width)), max(1, round(height))
-    image = reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA").to_ndarray()
+    image = reformatter.reformat(frame, width, height, "rgb24", interpolation="AREA", threads=threads).to_ndarray()
     return orient(image, display_matrix, info.name)
 
 
@@ -493,6 +509,7 @@ def _decode_indices(
     """
     decoded: dict[int, np.ndarray] = {}
     reformatter = VideoReformatter()  # one swscale context for all frames; a frame's own one is rebuilt per call
+    threads = ffmpeg_thread_count()
     timed_frames: Iterator[tuple[float | None, av.VideoFrame]] | None = None
     # (time, frame) of the last frame shown at or before the target, and of the first frame after it
     current = ahead = None
@@ -529,7 +546,7 @@ def _decode_indices(
             short_of_frames = True
         if not decoded:
             display_matrix = _display_matrix(chosen)
-        decoded[index] = _to_rgb(chosen, reformatter, info, max_short_side, display_matrix)
+        decoded[index] = _to_rgb(chosen, reformatter, threads, info, max_short_side, display_matrix)
     return np.stack([decoded[index] for index in indices]), short_of_frames
 
 

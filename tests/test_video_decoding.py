@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import psutil
 import pytest
 import torch
 from indexed_video import (
@@ -29,7 +31,7 @@ from indexed_video import (
     write_with_audio,
 )
 
-from stretchysnake_hf import StretchySnakeVideoProcessor, video_io
+from stretchysnake_hf import StretchySnakeVideoProcessor, selective_scan, video_io
 from stretchysnake_hf.video_io import VideoDecodeError, load_video, orient, probe_video, write_video
 from stretchysnake_hf.video_processing_stretchysnake import sample_frame_indices
 
@@ -397,3 +399,42 @@ def test_a_file_opened_in_text_mode_is_refused_with_its_name(formats):
         load_video(io.StringIO("not a video"))
     with open(formats["mpeg2.ts"], "rb") as binary_file:
         assert read_indices(load_video(binary_file, lambda info: [3])[0]) == [3]
+
+
+# ---------------------------------------------------------------------------------------------------- decoder threads
+
+
+@pytest.mark.parametrize(
+    ("cpus", "quota", "expected"),
+    [(4, None, 0), (4, 1.0, 1), (4, 1.5, 2), (4, 4.0, 0), (64, 8.0, 8), (64, 16.0, 0), (64, 20.0, 0)],
+)
+def test_ffmpeg_threads_are_ffmpegs_choice_unless_a_cpu_quota_allows_fewer(monkeypatch, cpus, quota, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(selective_scan, "cpu_quota", lambda: quota)
+    assert video_io.ffmpeg_thread_count() == expected
+
+
+@pytest.mark.parametrize("quota", [None, 1.0])
+def test_under_a_cpu_quota_decoding_starts_no_threads_beyond_it(formats, monkeypatch, quota):
+    monkeypatch.setattr(selective_scan, "cpu_quota", lambda: quota)
+    cpus = len(selective_scan.usable_cpus())
+    process = psutil.Process()
+    threads_before = process.num_threads()
+    decoders = []
+    real_decode_forward = video_io._decode_forward
+
+    def watched_decode_forward(container, stream, *args, **kwargs):
+        for frame in real_decode_forward(container, stream, *args, **kwargs):
+            decoders.append((stream.codec_context.thread_count, process.num_threads()))
+            yield frame
+
+    monkeypatch.setattr(video_io, "_decode_forward", watched_decode_forward)
+    indices = sample_frame_indices(NUM_FRAMES, 16)
+    frames, _ = load_video(formats["h264_bframes.mp4"], lambda info: indices)
+    assert read_indices(frames) == indices
+    # FFmpeg's own choice (libavcodec's frame threads: one more than the CPUs, when there are several) is what a
+    # container limited to 1 CPU got before.
+    ffmpeg_threads = min(cpus + 1, video_io.FFMPEG_MAX_AUTO_THREADS) if cpus > 1 else 1
+    assert {thread_count for thread_count, _ in decoders} == {ffmpeg_threads if quota is None else 1}
+    extra_threads = max(threads for _, threads in decoders) - threads_before
+    assert (extra_threads > 0) == (quota is None and ffmpeg_threads > 1)

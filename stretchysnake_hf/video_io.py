@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from packaging.version import Version
 from transformers.utils import logging
 
 from .selective_scan import usable_cpu_count, usable_cpus
@@ -27,6 +28,7 @@ except ImportError:
 
 logger = logging.get_logger(__name__)
 
+PYAV_MIN_VERSION = Version("17")  # VideoReformatter.reformat(threads=...)
 FFMPEG_MAX_AUTO_THREADS = 16  # libavcodec's cap on the threads it starts by itself (MAX_AUTO_THREADS)
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
@@ -70,6 +72,11 @@ class VideoDecodeError(ValueError):
 def _require_pyav() -> None:
     if av is None:
         raise ImportError("Reading and writing video files needs PyAV: `pip install av`.")
+    if Version(av.__version__) < PYAV_MIN_VERSION:  # a remote-code user's environment is not checked by pip
+        raise ImportError(
+            f"Reading and writing video files needs PyAV {PYAV_MIN_VERSION} or newer, found {av.__version__}: "
+            "`pip install -U av`."
+        )
 
 
 @dataclass(frozen=True)

@@ -385,6 +385,13 @@ def test_album_art_is_not_a_video(tmp_path):
 # ---------------------------------------------------------------------------------------------------- bad inputs
 
 
+def test_a_pyav_older_than_the_minimum_is_named_with_the_fix(formats, monkeypatch):
+    # A remote-code user's environment is whatever it is: pip never checked its PyAV against our pin.
+    monkeypatch.setattr(av, "__version__", "16.1.0")
+    with pytest.raises(ImportError, match=r"PyAV 17 or newer, found 16\.1\.0: `pip install -U av`"):
+        load_video(formats["mpeg4.avi"])
+
+
 def test_a_folder_is_named_as_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError, match=f"{tmp_path.name}: is a directory, not a video file"):
         load_video(tmp_path)

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from packaging.version import Version
+from torch.utils.data import get_worker_info
 from transformers.utils import logging
 
 from .selective_scan import usable_cpu_count, usable_cpus
@@ -147,11 +148,15 @@ def select_video_stream(container: av.container.InputContainer, name: str) -> av
 
 def ffmpeg_thread_count() -> int:
     """Threads for FFmpeg's decoder and its scaler (swscale): 0, FFmpeg's own choice (one more than the CPUs of the
-    affinity mask, at most `FFMPEG_MAX_AUTO_THREADS`), unless a cgroup CPU quota (`docker --cpus`, Kubernetes CPU
-    limits), which FFmpeg does not read, leaves fewer CPUs: then one per CPU within the quota (`usable_cpu_count`).
-    Threads beyond the quota only take turns, and a decoder's each hold frames of their own."""
-    cpus = usable_cpu_count()
-    return cpus if cpus < min(len(usable_cpus()), FFMPEG_MAX_AUTO_THREADS) else 0
+    affinity mask, at most `FFMPEG_MAX_AUTO_THREADS`), unless this process's share of the CPUs is smaller; then that
+    share: the CPUs within the cgroup CPU quota (`docker --cpus`, Kubernetes CPU limits, which FFmpeg does not read;
+    `usable_cpu_count`), and in a dataloader worker its part of them, since the workers decode at the same time.
+    Threads beyond the share only take turns, and a decoder's each hold frames of their own."""
+    share = usable_cpu_count()
+    worker = get_worker_info()
+    if worker is not None:
+        share = max(1, share // worker.num_workers)
+    return share if share < min(len(usable_cpus()), FFMPEG_MAX_AUTO_THREADS) else 0
 
 
 @contextmanager

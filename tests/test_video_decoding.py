@@ -11,6 +11,7 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -412,13 +413,49 @@ def test_a_file_opened_in_text_mode_is_refused_with_its_name(formats):
 
 
 @pytest.mark.parametrize(
-    ("cpus", "quota", "expected"),
-    [(4, None, 0), (4, 1.0, 1), (4, 1.5, 2), (4, 4.0, 0), (64, 8.0, 8), (64, 16.0, 0), (64, 20.0, 0)],
-)
-def test_ffmpeg_threads_are_ffmpegs_choice_unless_a_cpu_quota_allows_fewer(monkeypatch, cpus, quota, expected):
+    ("cpus", "quota", "workers", "expected"),
+    [
+        (4, None, None, 0), (4, 1.0, None, 1), (4, 1.5, None, 2), (4, 4.0, None, 0),
+        (64, 8.0, None, 8), (64, 16.0, None, 0), (64, 20.0, None, 0),
+        (4, None, 1, 0), (4, None, 2, 2), (4, None, 8, 1), (64, None, 2, 0), (64, None, 8, 8), (64, 8.0, 4, 2),
+    ],
+)  # fmt: skip
+def test_ffmpeg_threads_are_ffmpegs_choice_unless_the_process_share_is_smaller(
+    monkeypatch, cpus, quota, workers, expected
+):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     monkeypatch.setattr(selective_scan, "cpu_quota", lambda: quota)
+    worker = None if workers is None else SimpleNamespace(num_workers=workers)
+    monkeypatch.setattr(video_io, "get_worker_info", lambda: worker)
     assert video_io.ffmpeg_thread_count() == expected
+
+
+class _DecoderThreads(torch.utils.data.Dataset):
+    """Item i: the threads FFmpeg's decoder runs on, after decoding frame i of `path` as `load_video` opens it."""
+
+    def __init__(self, path: Path, length: int) -> None:
+        self.path, self.length = path, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> int:
+        with video_io.open_video(self.path) as (container, stream):
+            for _ in zip(range(index + 1), container.decode(stream), strict=False):
+                pass
+            return stream.codec_context.thread_count
+
+
+@pytest.mark.skipif(len(selective_scan.usable_cpus()) < 2, reason="the workers' share differs from FFmpeg's choice")
+def test_dataloader_workers_decode_on_their_share_of_the_cpus(formats):
+    cpus = len(selective_scan.usable_cpus())
+    dataset = _DecoderThreads(formats["h264_bframes.mp4"], 4)
+    # FFmpeg's own choice in the main process (libavcodec's frame threads: one more than the CPUs)
+    ffmpeg_threads = min(cpus + 1, video_io.FFMPEG_MAX_AUTO_THREADS)
+    assert set(dataset[i] for i in range(4)) == {ffmpeg_threads}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2)
+    share = cpus // 2
+    assert set(int(threads) for threads in loader) == {share if share < min(cpus, 16) else ffmpeg_threads}
 
 
 @pytest.mark.parametrize("quota", [None, 1.0])

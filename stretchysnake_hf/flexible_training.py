@@ -619,6 +619,9 @@ class FlexibleTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if self.args.device.type == "cpu":
+            # Pinned memory only speeds up copies to an accelerator; on CPU every loader would warn that it is unused.
+            self.args.dataloader_pin_memory = False
         self.layer_decay = layer_decay
         self.cpu_share = _CpuShareCallback() if share_cpu and self.args.device.type == "cpu" else None
         if self.cpu_share is not None:

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,18 @@ def test_the_seed_fixes_the_initial_weights(data_dir, tmp_path):
     for key in runs["first"]:
         torch.testing.assert_close(runs["again"][key], runs["first"][key], rtol=0, atol=0)
     assert any(not torch.equal(runs["other"][key], runs["first"][key]) for key in runs["first"])
+
+
+def test_training_on_a_cpu_only_machine_pins_no_memory(data_dir, tmp_path):
+    # Without --use_cpu (which turns pinning off itself) the Trainer still runs on the CPU where there is no GPU.
+    argv = arguments(data_dir, tmp_path / "run", "--max_steps", "1", "--validation_dir", str(data_dir / "validation"))
+    argv.remove("--use_cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_flex.main([*argv, "--eval_strategy", "steps", "--eval_steps", "1"])
+    history = json.loads((tmp_path / "run" / "trainer_state.json").read_text())["log_history"]
+    assert any("eval_loss" in entry for entry in history)  # the evaluation loader ran too
+    assert [str(warning.message) for warning in caught if "pin_memory" in str(warning.message)] == []
 
 
 def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):

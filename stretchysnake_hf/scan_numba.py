@@ -8,7 +8,6 @@ load: the model files run where numba is not installed, with the "chunked" scan.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from .numba_math import (
     prefer_512_bit_vectors,
     restore_float_mode,
 )
-from .selective_scan import scan_chunk_length, usable_cpu_count
+from .selective_scan import cores_per_process, scan_chunk_length
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -124,8 +123,7 @@ def _compile_scan_kernels() -> None:
 
 @functools.cache
 def _cores_per_process() -> int:
-    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, usable_cpu_count() // local_processes))
+    return min(numba.config.NUMBA_NUM_THREADS, cores_per_process())
 
 
 def numba_threads_per_process() -> int:

@@ -89,6 +89,13 @@ def usable_cpu_count() -> int:
     return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
 
 
+def cores_per_process() -> int:
+    """This process's share of `usable_cpu_count`: divided among the `LOCAL_WORLD_SIZE` processes that a launcher
+    (torchrun, `accelerate launch`) started on this machine, which all run at once; at least 1."""
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, usable_cpu_count() // local_processes)
+
+
 # Elements of a chunk's (batch, channels, steps, d_state) tensors, which sets the steps per chunk (`scan_chunk_length`).
 _CHUNK_ELEMENTS = 2**20
 

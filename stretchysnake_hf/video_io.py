@@ -19,7 +19,7 @@ from packaging.version import Version
 from torch.utils.data import get_worker_info
 from transformers.utils import logging
 
-from .selective_scan import usable_cpu_count, usable_cpus
+from .selective_scan import cores_per_process, usable_cpus
 
 try:  # decoding needs PyAV; the processor's in-memory videos (arrays, frames) do not
     import av
@@ -149,10 +149,11 @@ def select_video_stream(container: av.container.InputContainer, name: str) -> av
 def ffmpeg_thread_count() -> int:
     """Threads for FFmpeg's decoder and its scaler (swscale): 0, FFmpeg's own choice (one more than the CPUs of the
     affinity mask, at most `FFMPEG_MAX_AUTO_THREADS`), unless this process's share of the CPUs is smaller; then that
-    share: the CPUs within the cgroup CPU quota (`docker --cpus`, Kubernetes CPU limits, which FFmpeg does not read;
-    `usable_cpu_count`), and in a dataloader worker its part of them, since the workers decode at the same time.
-    Threads beyond the share only take turns, and a decoder's each hold frames of their own."""
-    share = usable_cpu_count()
+    share. FFmpeg reads neither a cgroup CPU quota (`docker --cpus`, Kubernetes CPU limits) nor how many processes
+    decode at once: the share is the CPUs within the quota, divided among a launcher's processes on this machine
+    (`cores_per_process`) and, in a dataloader worker, among the workers. Threads beyond the share only take turns,
+    and a decoder's each hold frames of their own."""
+    share = cores_per_process()
     worker = get_worker_info()
     if worker is not None:
         share = max(1, share // worker.num_workers)

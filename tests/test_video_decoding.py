@@ -413,18 +413,20 @@ def test_a_file_opened_in_text_mode_is_refused_with_its_name(formats):
 
 
 @pytest.mark.parametrize(
-    ("cpus", "quota", "workers", "expected"),
+    ("cpus", "quota", "local_processes", "workers", "expected"),
     [
-        (4, None, None, 0), (4, 1.0, None, 1), (4, 1.5, None, 2), (4, 4.0, None, 0),
-        (64, 8.0, None, 8), (64, 16.0, None, 0), (64, 20.0, None, 0),
-        (4, None, 1, 0), (4, None, 2, 2), (4, None, 8, 1), (64, None, 2, 0), (64, None, 8, 8), (64, 8.0, 4, 2),
+        (4, None, 1, None, 0), (4, 1.0, 1, None, 1), (4, 1.5, 1, None, 2), (4, 4.0, 1, None, 0),
+        (64, 8.0, 1, None, 8), (64, 16.0, 1, None, 0), (64, 20.0, 1, None, 0),
+        (4, None, 1, 1, 0), (4, None, 1, 2, 2), (4, None, 1, 8, 1), (64, None, 1, 2, 0), (64, None, 1, 8, 8),
+        (64, 8.0, 1, 4, 2), (4, None, 2, None, 2), (2, None, 2, None, 1), (64, None, 8, 2, 4), (64, None, 4, None, 0),
     ],
 )  # fmt: skip
 def test_ffmpeg_threads_are_ffmpegs_choice_unless_the_process_share_is_smaller(
-    monkeypatch, cpus, quota, workers, expected
+    monkeypatch, cpus, quota, local_processes, workers, expected
 ):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     monkeypatch.setattr(selective_scan, "cpu_quota", lambda: quota)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
     worker = None if workers is None else SimpleNamespace(num_workers=workers)
     monkeypatch.setattr(video_io, "get_worker_info", lambda: worker)
     assert video_io.ffmpeg_thread_count() == expected

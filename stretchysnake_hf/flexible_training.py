@@ -619,11 +619,12 @@ class FlexibleTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if self.args.device.type == "cpu":
+        on_cpu = self.args.device.type == "cpu"
+        if on_cpu:
             # Pinned memory only speeds up copies to an accelerator; on CPU every loader would warn that it is unused.
             self.args.dataloader_pin_memory = False
         self.layer_decay = layer_decay
-        self.cpu_share = _CpuShareCallback() if share_cpu and self.args.device.type == "cpu" else None
+        self.cpu_share = _CpuShareCallback() if share_cpu and on_cpu else None
         if self.cpu_share is not None:
             self.add_callback(self.cpu_share)
         if ema_decay is not None and (self.is_fsdp_enabled or is_deepspeed_zero3_enabled()):

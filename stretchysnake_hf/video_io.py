@@ -162,12 +162,12 @@ def ffmpeg_thread_count() -> int:
 
 @contextmanager
 def open_video(
-    source: VideoSource, frame_threads: bool = True
+    source: VideoSource, frame_threads: bool = True, threads: int | None = None
 ) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
     """Open `source` (path, bytes or binary file object) and yield `(container, video_stream)`.
 
     The stream is the one `select_video_stream` picks; its decoder uses frame and slice threads, or slice threads
-    only with `frame_threads=False`, as many as `ffmpeg_thread_count` says.
+    only with `frame_threads=False`: `threads` of them (0: FFmpeg's choice; default `ffmpeg_thread_count()`).
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -191,7 +191,7 @@ def open_video(
             raise VideoDecodeError(f"{name}: has no video stream (the file is text)")
         stream = select_video_stream(container, name)
         stream.thread_type = "AUTO" if frame_threads else "SLICE"
-        stream.thread_count = ffmpeg_thread_count()
+        stream.thread_count = ffmpeg_thread_count() if threads is None else threads
         yield container, stream
     except av.error.FFmpegError as err:
         raise VideoDecodeError(f"{name}: decoding failed (corrupt or truncated video): {err}") from err
@@ -514,15 +514,16 @@ def _decode_indices(
     indices: Sequence[int],
     max_short_side: int | None,
     damaged: list[str],
+    threads: int,
 ) -> tuple[np.ndarray, bool]:
-    """Decode the frames at `indices` (any order, repeats allowed), seeking between distant ones.
+    """Decode the frames at `indices` (any order, repeats allowed), seeking between distant ones, converting them
+    on `threads` of swscale's threads.
 
     Returns the frames and whether the stream ended before the video's frame count (a truncated file): targets past
     the real end get the last decodable frame. Damaged packets are described in `damaged`.
     """
     decoded: dict[int, np.ndarray] = {}
     reformatter = VideoReformatter()  # one swscale context for all frames; a frame's own one is rebuilt per call
-    threads = ffmpeg_thread_count()
     timed_frames: Iterator[tuple[float | None, av.VideoFrame]] | None = None
     # (time, frame) of the last frame shown at or before the target, and of the first frame after it
     current = ahead = None
@@ -585,11 +586,12 @@ def load_video(
         ValueError: no index, or an index outside the video's frames, was requested.
     """
     indices = None
+    threads = ffmpeg_thread_count()  # once: it reads the cgroup's files (about 0.35 ms)
     # A frame-threaded decoder reports a damaged packet late and drops the frames it held with it: a damaged video
     # is decoded again without frame threads, which keeps every decodable frame (as ffmpeg shows them).
     for frame_threads in (True, False):
         damaged: list[str] = []
-        with open_video(_rewound(source), frame_threads) as (container, stream):
+        with open_video(_rewound(source), frame_threads, threads) as (container, stream):
             info = _read_info(container, stream, source_name(source))
             if indices is None:
                 indices = list(range(info.num_frames)) if sample_indices is None else list(sample_indices(info))
@@ -602,7 +604,9 @@ def load_video(
                         f"(0 to {info.num_frames - 1})"
                     )
             try:
-                frames, short_of_frames = _decode_indices(container, stream, info, indices, max_short_side, damaged)
+                frames, short_of_frames = _decode_indices(
+                    container, stream, info, indices, max_short_side, damaged, threads
+                )
             except VideoDecodeError:
                 if not (damaged and frame_threads):
                     raise

@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> list:
                     f"Pick: {pick.num_frames} frames, {pick.image_size} px, patch {pick.patch_size}: top-1 "
                     f"{100 * pick.top1:.1f}%, {pick.gflops_per_clip:.4g} GFLOPs per clip, {latency}"
                 )
+    state.wait_for_everyone()
+    # Left to interpreter exit, gloo's worker threads may still hold the tensors of the last gather and abort the
+    # process ("terminate called without an active exception") after the results are written.
+    state.destroy_process_group()
     return results
 
 

@@ -317,8 +317,10 @@ def test_eval_scales_script_single_and_two_processes(model, tmp_path, capsys):
 
     logged = tmp_path / "eval_scales_logged.py"  # the script with info logs shown, for each process's share
     logged.write_text(
-        "import logging, runpy\nlogging.basicConfig(level=logging.INFO)\n"
+        "import logging, os, runpy, sys, torch\nlogging.basicConfig(level=logging.INFO)\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "sys.stdout.flush()\n"  # one write each, so the two processes' lines do not interleave
+        "os.write(1, f'process group left: {torch.distributed.is_initialized()}\\n'.encode())\n"
     )
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(logged), *common]
@@ -328,6 +330,7 @@ def test_eval_scales_script_single_and_two_processes(model, tmp_path, capsys):
     for rank in range(2):  # each process evaluated its own share, not every video
         assert f"Process {rank} of 2 evaluates 3 of the 6 videos." in completed.stderr, completed.stderr[-4000:]
     assert completed.stdout.count("Wrote ") == 1  # only the main process writes
+    assert completed.stdout.count("process group left: False") == 2  # destroyed before interpreter exit
     one = list(csv.DictReader((tmp_path / "one" / "scales.csv").open()))
     two = list(csv.DictReader((tmp_path / "two" / "scales.csv").open()))
     for single, split in zip(one, two, strict=True):

@@ -454,16 +454,27 @@ def evaluate_scales(
     bar.close()
     labels = np.asarray(labels)
     results = []
+    cells_by_errors: dict[tuple[str, ...], list[str]] = {}
     for cell in cells:
         part = {"status": cell.result.status, "seconds": cell.seconds, "clips": cell.clips, "peak": cell.peak}
         part["logits"] = np.concatenate(cell.logits) if cell.logits else np.empty((0, 0))
         part["video_indices"], part["skipped_errors"] = cell.video_indices, cell.skipped_errors
         gathered = gather_object([part])
-        errors = [error for each in gathered for error in each["skipped_errors"]]
-        if errors and state.is_main_process:
-            logger.warning(
-                f"{cell.result.describe()}: {len(errors)} of {len(videos)} videos could not be decoded and are left "
-                f"out: {'; '.join(errors[:3])}{'; ...' if len(errors) > 3 else ''}"
-            )
+        errors = tuple(error for each in gathered for error in each["skipped_errors"])
+        if errors:
+            cells_by_errors.setdefault(errors, []).append(cell.result.describe())
         results.append(_merge(cell, labels, gathered))
+    if state.is_main_process:
+        _warn_undecodable(cells_by_errors, len(videos), sum(map(len, groups.values())))
     return results
+
+
+def _warn_undecodable(cells_by_errors: Mapping[tuple[str, ...], list[str]], num_videos: int, num_run: int) -> None:
+    """One warning per distinct set of undecodable videos, naming the cells that left them out, or "every cell" when
+    all `num_run` cells that ran did (the usual case: a file that cannot be decoded at one scale cannot be at any)."""
+    for errors, described in cells_by_errors.items():
+        where = f"every cell ({num_run})" if len(described) == num_run > 1 else "; ".join(described)
+        logger.warning(
+            f"{where}: {len(errors)} of {num_videos} videos could not be decoded and are left out: "
+            f"{'; '.join(errors[:3])}{'; ...' if len(errors) > 3 else ''}"
+        )

@@ -155,6 +155,13 @@ def test_undecodable_videos_are_left_out_with_their_labels(model, clips):
         )  # fmt: skip
     assert result.num_videos == 3 and result.top1 == 0.0
     assert "2 frames, 16 px, p8: 1 of 4 videos could not be decoded" in captured.out and "<11 bytes>" in captured.out
+    with CaptureLogger(evaluation.logger) as captured:
+        grid = evaluate_scales(
+            model, processor, [broken, *videos[:3]], [0, 1, 2, 0], [2, 4], [16, 32], show_progress=False
+        )
+    assert all(r.num_videos == 3 for r in grid)
+    assert captured.out.count("could not be decoded") == 1  # once for the grid, not once per cell
+    assert "every cell (4): 1 of 4 videos could not be decoded" in captured.out
     (result,) = evaluate_scales(
         model, processor, [videos[0], broken], [predictions[0], wrong[0]], [2], [16], show_progress=False
     )
@@ -423,3 +430,16 @@ def test_pareto_plot(tmp_path):
     other = [dataclasses.replace(cell, model="b", top1=cell.top1 and cell.top1 / 2) for cell in cost_cells()]
     plot_pareto(cost_cells() + other, tmp_path / "pareto.png")
     assert matplotlib.image.imread(tmp_path / "pareto.png").ndim == 3
+
+
+def test_undecodable_warning_names_the_cells_when_they_differ():
+    """Cells that left out different videos each get their set named; a set shared by every cell is named once."""
+    with CaptureLogger(evaluation.logger) as captured:
+        evaluation._warn_undecodable(
+            {("a.mp4: bad",): ["2 frames, 16 px"], ("b.mp4: bad",): ["4 frames, 16 px"]}, 5, 2
+        )
+    assert "2 frames, 16 px: 1 of 5 videos could not be decoded and are left out: a.mp4: bad" in captured.out
+    assert "4 frames, 16 px: 1 of 5 videos could not be decoded and are left out: b.mp4: bad" in captured.out
+    with CaptureLogger(evaluation.logger) as captured:
+        evaluation._warn_undecodable({("a.mp4: bad",): ["2 frames, 16 px", "4 frames, 16 px"]}, 5, 2)
+    assert captured.out.count("could not be decoded") == 1 and captured.out.startswith("every cell (2): 1 of 5")

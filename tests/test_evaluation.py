@@ -275,7 +275,7 @@ def test_reports_list_every_cell_and_mark_the_unseen_ones(model, clips, tmp_path
     )  # fmt: skip
     assert [r.status for r in results if r.image_size == 20] == [INVALID] * 4  # 20 px is not divisible by patch 8
     paths = save_results(results, tmp_path, "tiny")
-    rows = list(csv.DictReader(paths["csv"].open()))
+    rows = list(csv.DictReader(paths["csv"].read_text().splitlines()))
     assert len(rows) == 8 and [r["model"] for r in rows] == ["a"] * 4 + ["b"] * 4
     assert rows[0]["top1"] == str(results[0].top1) and rows[2]["status"] == INVALID
     assert read_csv(paths["csv"]) == results  # every field, None and bools included, with its type
@@ -338,8 +338,8 @@ def test_eval_scales_script_single_and_two_processes(model, tmp_path, capsys):
         assert f"Process {rank} of 2 evaluates 3 of the 6 videos." in completed.stderr, completed.stderr[-4000:]
     assert completed.stdout.count("Wrote ") == 1  # only the main process writes
     assert completed.stdout.count("process group left: False") == 2  # destroyed before interpreter exit
-    one = list(csv.DictReader((tmp_path / "one" / "scales.csv").open()))
-    two = list(csv.DictReader((tmp_path / "two" / "scales.csv").open()))
+    one = list(csv.DictReader((tmp_path / "one" / "scales.csv").read_text().splitlines()))
+    two = list(csv.DictReader((tmp_path / "two" / "scales.csv").read_text().splitlines()))
     for single, split in zip(one, two, strict=True):
         assert split["num_videos"] == "6"  # three videos per process, gathered
         assert float(split["top1"]) == pytest.approx(float(single["top1"]))

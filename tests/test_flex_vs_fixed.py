@@ -103,7 +103,7 @@ def test_tiny_protocol_end_to_end(protocol, tmp_path, monkeypatch):
             run = json.loads((tmp_path / "models" / variant / f"seed{seed}" / "run.json").read_text())
             assert run["argv"][-2:] == ["--weight_decay", "0.1"] and run["frames_seen"] > 0
     for rule in ("static_tokens", "static_patch"):
-        rows = list(csv.DictReader((tmp_path / f"scales_{rule}.csv").open()))
+        rows = list(csv.DictReader((tmp_path / f"scales_{rule}.csv").read_text().splitlines()))
         assert len(rows) == 4 * 9 and {r["model"] for r in rows} == {f"{v}/seed{s}" for v in ("fixed", "static_tokens") for s in (0, 1)}  # fmt: skip
         assert (tmp_path / f"heatmaps_{rule}.png").is_file()
         assert f"### {rule} rule" in report

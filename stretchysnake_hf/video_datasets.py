@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import datasets
 from transformers.utils import logging
 
-from .data import VIDEO_EXTENSIONS, folder_dataset, video_files
+from .data import VIDEO_EXTENSIONS, folder_dataset, is_hidden, video_files
 
 logger = logging.get_logger(__name__)
 
@@ -244,7 +244,9 @@ def _hmdb51(
     suffix = f"_test_split{fold}.txt"
     split_files = {}
     for folder in folders:
-        split_files = {path.name[: -len(suffix)]: path for path in (root / folder).glob(f"*{suffix}")}
+        split_files = {
+            path.name[: -len(suffix)]: path for path in (root / folder).glob(f"*{suffix}") if not is_hidden(path.name)
+        }
         if split_files:
             break
     if not split_files:
@@ -670,6 +672,7 @@ def load_evaluation_split(
     format: str,
     root: str | os.PathLike,
     class_names: Sequence[str],
+    /,
     split: str | None = None,
     fold: int = 1,
     **options: Any,

@@ -24,6 +24,7 @@ from stretchysnake_hf.flexible_training import VIEWS_KEY, FlexibleTrainingConfig
 from stretchysnake_hf.video_datasets import (
     align_labels,
     drop_unlabelled,
+    load_evaluation_split,
     load_video_dataset,
     parse_dataset_options,
     processor_videos,
@@ -204,6 +205,18 @@ def test_hmdb51_splits_tags_and_sorted_folder_order(hmdb51_root):
     assert labels["FreeKick_@_Training_kick_ball_f_cm_np1_ba_med_1.avi"] == "kick_ball"
 
 
+def test_hmdb51_skips_the_appledouble_files_of_a_macos_archive(hmdb51_root, tmp_path):
+    root = tmp_path / "hmdb51"
+    shutil.copytree(hmdb51_root, root)
+    (root / "testTrainMulti_7030_splits" / "._kick_test_split1.txt").write_bytes(
+        b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X"
+    )
+    loaded = load_video_dataset("hmdb51", root, "train", fold=1)
+    expected = load_video_dataset("hmdb51", hmdb51_root, "train", fold=1)
+    assert loaded.features["label"].names == expected.features["label"].names
+    assert names_of(loaded) == names_of(expected)
+
+
 def test_hmdb51_errors(hmdb51_root, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"_test_split1\.txt.*testTrainMulti_7030_splits"):
         load_video_dataset("hmdb51", tmp_path)
@@ -313,6 +326,21 @@ def test_kinetics_class_order_file_k600_csv_and_errors(tmp_path, clips):
         load_video_dataset("kinetics", k600, "val")
     with pytest.raises(ValueError, match="no folds"):
         load_video_dataset("kinetics", k600, fold=2)
+
+
+def test_evaluation_split_takes_the_class_names_option(tmp_path, clips):
+    # train_flex.py and eval_scales.py pass --dataset_options through; class_names=FILE is one of them
+    write_kinetics(tmp_path, clips, "flat")
+    order = ["skiing (not slalom or crosscountry)", "massaging person's head", "air drumming", "abseiling"]
+    write_lines(tmp_path / "classes.txt", order)
+    options = {"class_names": str(tmp_path / "classes.txt")}
+    names = load_video_dataset("kinetics", tmp_path, "train", **options).features["label"].names
+    validation = load_evaluation_split("kinetics", tmp_path, names, None, 1, **options)
+    assert validation.features["label"].names == order
+    assert names_of(validation) == {
+        "-x_y_z01234_000000_000010.mp4": "skiing (not slalom or crosscountry)",
+        "Q1w2E3r4T5y_000030_000040.mp4": "abseiling",
+    }
 
 
 def test_class_order_json_indices_must_be_0_to_n_minus_1(tmp_path):

@@ -59,6 +59,7 @@ from stretchysnake_hf.flexible_training import (
 )
 from stretchysnake_hf.mixing import MixupCutmix
 from stretchysnake_hf.model_card import render_model_card
+from stretchysnake_hf.optimization import LAYER_DECAY_RULES
 from stretchysnake_hf.recipes import RECIPES, recipe_arguments
 from stretchysnake_hf.video_datasets import (
     FORMATS,
@@ -196,6 +197,14 @@ class RecipeArguments:
         default=None,
         metadata={
             "help": "Layer-wise lr decay: layer l of depth+2 trains at lr * F ** (depth + 1 - l) (VideoMamba 0.8)."
+        },
+    )
+    layer_decay_rule: str = field(
+        default="depth",
+        metadata={
+            "help": "Layer ids for --layer_decay: 'depth' (block i is layer i + 1) or 'videomamba' (as VideoMamba's "
+            "published models were fine-tuned: only the patch kernel, cls token and spatial position table decayed).",
+            "choices": list(LAYER_DECAY_RULES),
         },
     )
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta parameter; 0 disables (VideoMamba 0.8)."})
@@ -552,6 +561,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=compute_metrics,
         scale_log_file=flex_args.scale_log_file,
         layer_decay=recipe.layer_decay,
+        layer_decay_rule=recipe.layer_decay_rule,
         ema_decay=recipe.ema_decay,
         share_cpu=flex_args.share_cpu,
     )

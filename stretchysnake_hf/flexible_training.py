@@ -25,7 +25,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME, logging
 from .cpu_sharing import CpuShare
 from .geometry import clips_within_budget, grid_side, sequence_length, static_tokens_patch_size
 from .mixing import MixupCutmix, soft_target_cross_entropy
-from .optimization import ModelEma, has_weight_decay, layer_decay_parameter_groups
+from .optimization import ModelEma, check_layer_decay_rule, has_weight_decay, layer_decay_parameter_groups
 
 logger = logging.get_logger(__name__)
 
@@ -596,8 +596,9 @@ class FlexibleTrainer(Trainer):
     row per video) and the loss is the negative log of that average at the label.
 
     Training batches with `soft_labels` (the collator's `mixing`) train on the soft-target cross-entropy.
-    `layer_decay` builds the optimizer's parameter groups with `optimization.layer_decay_parameter_groups` (through
-    the Trainer's optimizer hook, so `--optim`, schedulers, DeepSpeed and resume are untouched). `ema_decay` keeps a
+    `layer_decay` builds the optimizer's parameter groups with `optimization.layer_decay_parameter_groups` by
+    `layer_decay_rule` (through the Trainer's optimizer hook, so `--optim`, schedulers, DeepSpeed and resume are
+    untouched; an optimizer passed in as `optimizers` or `optimizer_cls_and_kwargs` would bypass it and is refused). `ema_decay` keeps a
     `ModelEma` updated after every optimizer step, evaluated next to the model (metrics prefixed `eval_ema_`), saved
     wherever the model is saved as the folder `ema/` (weights, config, processor), and restored on resume and with
     `load_best_model_at_end` (the best checkpoint's EMA). Weight decay follows VideoMamba's exemptions
@@ -614,16 +615,24 @@ class FlexibleTrainer(Trainer):
         *args: Any,
         scale_log_file: str | os.PathLike | None = None,
         layer_decay: float | None = None,
+        layer_decay_rule: str = "depth",
         ema_decay: float | None = None,
         share_cpu: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_layer_decay_rule(layer_decay_rule)
         super().__init__(*args, **kwargs)
+        if layer_decay is not None and (self.optimizer is not None or self.optimizer_cls_and_kwargs is not None):
+            given = "optimizers" if self.optimizer is not None else "optimizer_cls_and_kwargs"
+            raise ValueError(
+                f"layer_decay={layer_decay} builds the optimizer's parameter groups, and `{given}` brings its own "
+                "optimizer: pass one or the other."
+            )
         on_cpu = self.args.device.type == "cpu"
         if on_cpu:
             # Pinned memory only speeds up copies to an accelerator; on CPU every loader would warn that it is unused.
             self.args.dataloader_pin_memory = False
-        self.layer_decay = layer_decay
+        self.layer_decay, self.layer_decay_rule = layer_decay, layer_decay_rule
         self.cpu_share = _CpuShareCallback() if share_cpu and on_cpu else None
         if self.cpu_share is not None:
             self.add_callback(self.cpu_share)
@@ -731,7 +740,7 @@ class FlexibleTrainer(Trainer):
         optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         if self.layer_decay is not None:
             optimizer_kwargs["params"] = layer_decay_parameter_groups(
-                model, args.learning_rate, args.weight_decay, self.layer_decay
+                model, args.learning_rate, args.weight_decay, self.layer_decay, rule=self.layer_decay_rule
             )
         return optimizer_cls, optimizer_kwargs
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from safetensors.torch import load_file
-from transformers import TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 from transformers.testing_utils import CaptureLogger
 
 from stretchysnake_hf import (
@@ -17,6 +17,7 @@ from stretchysnake_hf import (
     StretchySnakeVideoProcessor,
     flexible_training,
 )
+from stretchysnake_hf.convert_videomamba import ORIGINAL_TO_PACKAGE
 from stretchysnake_hf.flexible_training import (
     SEED_KEY,
     SOFT_LABELS_KEY,
@@ -85,6 +86,41 @@ def test_layer_ids_see_through_wrappers_and_reject_unknown_names():
     assert layer_id("stretchysnake.norm_f.weight", depth=24) == 25
     with pytest.raises(ValueError, match="No layer-decay rule for parameter 'adapter.weight'"):
         layer_id("adapter.weight", depth=24)
+
+
+def videomamba_layer_id(original_name: str, depth: int) -> int:
+    """VideoMamba's `get_num_layer_for_vit` as it stands (its `layers` rule commented out), for its own names."""
+    num_max_layer = depth + 2
+    if original_name in ("cls_token", "mask_token", "pos_embed") or original_name.startswith("patch_embed"):
+        return 0
+    if original_name in ("class_embedding", "positional_embedding", "temporal_positional_embedding"):
+        return 0
+    return num_max_layer - 1
+
+
+def test_videomamba_rule_gives_the_ids_of_videomamba_optimizer_factory():
+    depth = 4
+    model = tiny_model(depth)
+    package_to_original = {package: original for original, package in ORIGINAL_TO_PACKAGE.items()}
+    for name, _ in model.named_parameters():
+        original = package_to_original.get(name, name.removeprefix("stretchysnake."))
+        assert layer_id(name, depth, rule="videomamba") == videomamba_layer_id(original, depth), name
+    groups = layer_decay_parameter_groups(model, 1e-3, 0.05, 0.5, rule="videomamba")
+    rates = {name: group["lr"] for group in groups for name in group["names"]}
+    decayed = {name for name, lr in rates.items() if lr < 1e-3}
+    assert decayed == {
+        "stretchysnake.embeddings.cls_token",
+        "stretchysnake.embeddings.position_embeddings",
+        "stretchysnake.embeddings.patch_embeddings.projection.weight",
+        "stretchysnake.embeddings.patch_embeddings.projection.bias",
+    }
+    for name in decayed:
+        assert rates[name] == pytest.approx(1e-3 * 0.5**5), name
+    assert (
+        rates["stretchysnake.embeddings.temporal_position_embeddings"] == rates["stretchysnake.layers.0.norm.weight"]
+    )
+    with pytest.raises(ValueError, match="Unknown layer-decay rule 'beit'; choose one of"):
+        layer_decay_parameter_groups(model, 1e-3, 0.05, 0.5, rule="beit")
 
 
 def test_frozen_parameters_are_left_out_and_bad_decay_is_refused():
@@ -365,6 +401,7 @@ def test_recipe_flags():
     flags = recipe_arguments("videomamba")
     values = dict(zip(flags[::2], flags[1::2], strict=True))
     assert values["--layer_decay"] == "0.8" and values["--rand_augment"] == "rand-m7-n4-mstd0.5-inc1"
+    assert values["--layer_decay_rule"] == "videomamba"
     assert (
         values["--mixup_alpha"] == "0.8" and values["--cutmix_alpha"] == "1.0" and values["--random_erasing"] == "0.25"
     )
@@ -461,6 +498,41 @@ def test_a_micro_batch_with_no_decodable_video_trains_with_zero_loss(tmp_path, m
     assert "No video of a micro-batch of step 0 could be decoded" in captured.out
     for name, value in trainer.model.named_parameters():
         assert torch.equal(value.detach(), start[name]), name
+
+
+def test_recipe_does_not_clip_gradients(tmp_path):
+    """VideoMamba's --clip_grad is unset: the recipe steps exactly as without clipping, where the Trainer's default
+    (1.0) shortens this step (a classifier 10x its initial scale gives a gradient norm above 1)."""
+    arguments, _ = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(
+        recipe_arguments("videomamba") + ["--output_dir", str(tmp_path)], return_remaining_strings=True
+    )
+    steps = []
+    for max_grad_norm in (arguments.max_grad_norm, 1e9, 1.0):
+        trainer = tiny_trainer(tmp_path / str(max_grad_norm), max_grad_norm=max_grad_norm)
+        with torch.no_grad():
+            trainer.model.classifier.weight.mul_(10)
+        start = [value.detach().clone() for value in trainer.model.parameters()]
+        trainer.train()
+        moved = zip(trainer.model.parameters(), start, strict=True)
+        steps.append(torch.cat([(value.detach() - first).flatten() for value, first in moved]))
+    recipe, unclipped, clipped = steps
+    torch.testing.assert_close(recipe, unclipped, rtol=0, atol=0)
+    assert clipped.norm() < 0.9 * unclipped.norm()
+
+
+def test_layer_decay_refuses_an_optimizer_that_would_bypass_it(tmp_path):
+    trainer = tiny_trainer(tmp_path)
+    optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="layer_decay=0.8 builds the optimizer's parameter groups, and `optimizers`"):
+        FlexibleTrainer(
+            model=trainer.model,
+            args=trainer.args,
+            data_collator=trainer.data_collator,
+            train_dataset=trainer.train_dataset,
+            optimizers=(optimizer, None),
+            layer_decay=0.8,
+            share_cpu=False,
+        )
 
 
 def test_weight_decay_follows_videomamba_without_layer_decay(tmp_path):

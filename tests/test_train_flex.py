@@ -231,7 +231,10 @@ def test_recipe_flags_given_explicitly_win():
     recipe, rest = parser.parse_known_args(argv)
     assert (recipe.layer_decay, recipe.mixup_alpha, recipe.cutmix_alpha) == (0.65, 0.2, 1.0)
     assert recipe.rand_augment == "rand-m7-n4-mstd0.5-inc1" and recipe.repeated_augmentation == 2
-    assert rest[rest.index("--weight_decay") + 1] == "0.05"
+    assert rest[rest.index("--weight_decay") + 1] == "0.05" and rest[rest.index("--max_grad_norm") + 1] == "0"
+    assert recipe.layer_decay_rule == "videomamba"
+    with pytest.raises(SystemExit):
+        parser.parse_known_args(["--layer_decay_rule", "beit"])
     with pytest.raises(ValueError, match="Unknown --recipe 'deit'"):
         train_flex.with_recipe(["--recipe=deit"])
 

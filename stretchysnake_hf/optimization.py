@@ -12,8 +12,9 @@ times the learning rate:
   included (its name is not in the rule's list), is layer `depth + 1`, so only those three are decayed.
 
 No weight decay, as VideoMamba's `get_parameter_groups` decides: 1-D parameters (norm weights, `D`, `D_b`), biases,
-and the cls token and position tables (its `no_weight_decay()` list). `A_log`/`A_b_log` are 2-D and are decayed: VideoMamba's optimizer factory ignores the
-`_no_weight_decay` mark mamba-ssm puts on them, so its published runs decayed them too.
+and the cls token and position tables (its `no_weight_decay()` list). `A_log`/`A_b_log` are 2-D and are decayed:
+VideoMamba's optimizer factory ignores the `_no_weight_decay` mark mamba-ssm puts on them, so its published runs
+decayed them too.
 """
 
 from __future__ import annotations

@@ -54,6 +54,11 @@ SEQUENTIAL_FORMATS = frozenset({"mpeg", "vob"}) | RAW_STREAM_FORMATS
 # that crosses the wrap to a negative start, where a seek to time 0 lands in the middle of the file.
 MPEG_CLOCK_FORMATS = frozenset({"mpegts", "mpeg"})
 
+# Containers with a full sample table (mp4, mov, 3gp): FFmpeg's index holds every sample the edit list keeps, marking
+# those it hides at the start as discarded and leaving out those after the edit's end, while the stored frame count
+# includes them all.
+MOV_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+
 # Containers whose duration is the time the file ends at, counted from zero (Matroska's segment duration); FFmpeg
 # gives other containers' durations from their first timestamp.
 DURATION_FROM_ZERO_FORMATS = frozenset({"matroska,webm"})
@@ -264,12 +269,15 @@ def _count_frames(
 ) -> tuple[int, float | None]:
     """`(frames a player shows, their average rate)` (see `VideoInfo`); 0 frames if the stream has no packet."""
     index = stream.index_entries
-    if stream.frames > 0 and index is not None and len(index) == stream.frames:
-        # A full sample table (mp4, mov). An edit list (a cut made without re-encoding) hides the samples it marks
-        # as discarded, which the stored count and FFmpeg's average rate (count / edited duration) include; the
-        # rate the timestamps are on (exact for constant frame rate video) is used instead.
+    sample_table = index is not None and (
+        len(index) == stream.frames or (container.format.name in MOV_FORMATS and 0 < len(index) < stream.frames)
+    )
+    if stream.frames > 0 and sample_table:
+        # An edit list (a cut made without re-encoding) hides samples, which the stored count and FFmpeg's average
+        # rate (count / edited duration) include; the rate the timestamps are on (exact for constant frame rate
+        # video) is used instead.
         shown = sum(1 for entry in index if not entry.is_discard)
-        if shown < len(index) and stream.guessed_rate:
+        if shown < stream.frames and stream.guessed_rate:
             rate = float(stream.guessed_rate)
         return shown, rate
     if stream.frames > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -147,6 +148,18 @@ def remux(
             packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
             packet.stream = output
             writer.mux(packet)
+
+
+def set_edit_list_duration(path: Path, seconds: float) -> None:
+    """Rewrite the one edit of mp4 `path` to show `seconds` of its media, as a trim without re-encoding does: the
+    samples after the edit's end stay in the file (and in its stored frame count) but a player does not show them."""
+    data = bytearray(path.read_bytes())
+    mvhd, elst = data.find(b"mvhd"), data.find(b"elst")
+    assert mvhd > 0 and elst > 0 and data[elst + 8 : elst + 12] == b"\x00\x00\x00\x01", "expected one edit"
+    timescale = struct.unpack_from(">I", data, mvhd + (16 if data[mvhd + 4] == 0 else 24))[0]
+    layout = ">I" if data[elst + 4] == 0 else ">Q"
+    struct.pack_into(layout, data, elst + 12, round(seconds * timescale))
+    path.write_bytes(bytes(data))
 
 
 def decode_all_single_threaded(path: Path) -> list[int]:

@@ -25,6 +25,7 @@ from indexed_video import (
     noisy,
     read_indices,
     remux,
+    set_edit_list_duration,
     write_clip,
     write_oriented,
     write_song_with_cover_art,
@@ -134,6 +135,23 @@ def test_edit_list_cut_counts_and_samples_the_frames_a_player_shows(tmp_path, ca
     with caplog.at_level(logging.WARNING):
         frames, _ = load_video(cut, lambda info: indices)
     assert read_indices(frames) == [shown[i] % 256 for i in indices]
+    assert caplog.text == ""  # an intact file: no truncation warning
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_edit_list_that_ends_before_the_media_counts_only_the_frames_it_shows(tmp_path, caplog, codec):
+    path = tmp_path / "trimmed.mp4"
+    write_video(path, indexed_frames(100), 25, codec, gop_size=25)
+    set_edit_list_duration(path, 1.0)  # a trim of the first second, without re-encoding
+    shown = decode_all_single_threaded(path)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 100  # the stored count includes the trimmed-off samples
+    info = probe_video(path)
+    assert info.num_frames == len(shown) == 25 and info.fps == 25
+    indices = sample_frame_indices(info.num_frames, 8) + [24]
+    with caplog.at_level(logging.WARNING):
+        frames, _ = load_video(path, lambda info: indices)
+    assert read_indices(frames) == [shown[i] for i in indices] == indices
     assert caplog.text == ""  # an intact file: no truncation warning
 
 

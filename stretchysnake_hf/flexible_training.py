@@ -598,12 +598,12 @@ class FlexibleTrainer(Trainer):
     Training batches with `soft_labels` (the collator's `mixing`) train on the soft-target cross-entropy.
     `layer_decay` builds the optimizer's parameter groups with `optimization.layer_decay_parameter_groups` by
     `layer_decay_rule` (through the Trainer's optimizer hook, so `--optim`, schedulers, DeepSpeed and resume are
-    untouched; an optimizer passed in as `optimizers` or `optimizer_cls_and_kwargs` would bypass it and is refused). `ema_decay` keeps a
-    `ModelEma` updated after every optimizer step, evaluated next to the model (metrics prefixed `eval_ema_`), saved
-    wherever the model is saved as the folder `ema/` (weights, config, processor), and restored on resume and with
-    `load_best_model_at_end` (the best checkpoint's EMA). Weight decay follows VideoMamba's exemptions
-    (`optimization.has_weight_decay`) with and without `layer_decay`. The loss of an accumulated step is the mean of
-    its micro-batches' means (the model sets `accepts_loss_kwargs = False`), for hard and soft labels alike.
+    untouched; an optimizer passed in as `optimizers` or `optimizer_cls_and_kwargs` would bypass it and is refused).
+    `ema_decay` keeps a `ModelEma` updated after every optimizer step, evaluated next to the model (metrics prefixed
+    `eval_ema_`, or `eval_<name>_ema_` for each of a dict of evaluation datasets), saved wherever the model is saved
+    as the folder `ema/` (weights, config, processor), and restored on resume and with `load_best_model_at_end` (the
+    best checkpoint's EMA). Weight decay follows VideoMamba's exemptions (`optimization.has_weight_decay`) with and
+    without `layer_decay`. The loss of an accumulated step is the mean of its micro-batches' means (the model sets `accepts_loss_kwargs = False`), for hard and soft labels alike.
     Training on CPU, `share_cpu` (on by default) runs each step on the cores other processes leave idle
     (`cpu_sharing.CpuShare`; the threads join the logged scale as `cpu_threads`).
 
@@ -772,7 +772,8 @@ class FlexibleTrainer(Trainer):
         self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
     ):
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if self.ema is not None:
+        # With a dict of datasets, Trainer.evaluate has called this method once per dataset, the EMA included.
+        if self.ema is not None and not isinstance(self.eval_dataset if eval_dataset is None else eval_dataset, dict):
             with self.ema.swapped_into(self.accelerator.unwrap_model(self.model)):
                 metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_ema"))
         return metrics

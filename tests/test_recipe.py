@@ -551,6 +551,27 @@ def test_weight_decay_follows_videomamba_without_layer_decay(tmp_path):
     assert decay["stretchysnake.layers.1.mixer.in_proj.weight"] == decay["stretchysnake.layers.1.mixer.A_log"] == 0.05
 
 
+def test_ema_is_evaluated_once_on_each_of_a_dict_of_datasets(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path, batch_size=2, ema_decay=0.5)
+    trainer.train()
+    prefixes = []
+    evaluation_loop = trainer.evaluation_loop
+
+    def counting_loop(*args, metric_key_prefix="eval", **kwargs):
+        prefixes.append(metric_key_prefix)
+        return evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluation_loop", counting_loop)
+    videos = trainer.eval_dataset
+    metrics = trainer.evaluate({"first": videos[:1], "second": videos[1:]})
+    assert sorted(prefixes) == ["eval_first", "eval_first_ema", "eval_second", "eval_second_ema"]
+    assert {key for key in metrics if key.endswith("_loss")} == {f"{prefix}_loss" for prefix in prefixes}
+    with trainer.ema.swapped_into(trainer.model):
+        ema_loss = trainer.evaluate(videos[1:], metric_key_prefix="check")["check_loss"]
+    assert metrics["eval_second_ema_loss"] == pytest.approx(ema_loss)
+    assert metrics["eval_second_loss"] != pytest.approx(ema_loss)
+
+
 def test_loading_the_best_model_at_the_end_brings_its_ema(tmp_path):
     trainer = tiny_trainer(
         tmp_path,

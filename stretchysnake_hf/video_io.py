@@ -259,9 +259,10 @@ def _declared_end(container: av.container.InputContainer) -> float | None:
     return container.start_time / av.time_base + duration
 
 
-def _count_packets(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+def _packet_durations(container: av.container.InputContainer, stream: av.VideoStream) -> list[int]:
+    """The duration (in `stream.time_base`, 0 where unknown) of each of the stream's packets, from the start."""
     _rewind(container)
-    return sum(1 for packet in container.demux(stream) if packet.size)
+    return [packet.duration or 0 for packet in container.demux(stream) if packet.size]
 
 
 def _count_frames(
@@ -283,12 +284,19 @@ def _count_frames(
     if stream.frames > 0:
         return stream.frames, rate
     if container.format.name in RAW_STREAM_FORMATS:
-        return _count_packets(container, stream), rate
+        return len(_packet_durations(container, stream)), rate
+    if container.format.name in SEQUENTIAL_FORMATS and not stream.average_rate:
+        # A program stream of a few frames, too short for FFmpeg to measure a rate: its time line is a guess (MPEG-2's
+        # field rate, no start time) but its packets are its frames, each as long as its frame.
+        durations = _packet_durations(container, stream)
+        if durations and durations[0]:
+            rate = 1 / float(durations[0] * stream.time_base)
+        return len(durations), rate
     last, data_end = _scan_end(container, stream)
     if last is None:
         return 0, rate
     if not rate:  # no time line to measure on: count the packets
-        return _count_packets(container, stream), rate
+        return len(_packet_durations(container, stream)), rate
     declared_end = _declared_end(container)
     if declared_end is not None and data_end < declared_end - TRUNCATION_SECONDS:
         # Every stream's data stops well before the end the header declares: a truncated file. Its frames are

@@ -272,6 +272,20 @@ def test_program_stream_with_b_frames_gives_every_frame_once(tmp_path):
     assert read_indices(frames) == list(range(60))  # was [..., 10, 13, 14, 15, 16, ...]: 11 and 12 skipped
 
 
+@pytest.mark.parametrize("codec", ["mpeg1video", "mpeg2video"])
+@pytest.mark.parametrize("num_frames", [1, 2])
+def test_program_stream_of_one_or_two_frames_counts_its_frames(tmp_path, caplog, codec, num_frames):
+    # too short for FFmpeg to measure a rate: the guessed one is MPEG-2's field rate, and no start time is known
+    path = tmp_path / "short.mpg"
+    write_video(path, indexed_frames(num_frames), 25, codec)
+    info = probe_video(path)
+    assert info.num_frames == len(decode_all_single_threaded(path)) == num_frames and info.fps == 25
+    with caplog.at_level(logging.WARNING):
+        frames, _ = load_video(path, lambda info: sample_frame_indices(info.num_frames, 8))
+    assert read_indices(frames) == sample_frame_indices(num_frames, 8)
+    assert caplog.text == ""
+
+
 def test_transport_stream_whose_clock_wraps_is_rewound_to_its_start(tmp_path):
     # MPEG's 33-bit 90 kHz clock wraps at 95443.7 s; FFmpeg unwraps a stream that crosses it to a negative start,
     # and a seek to time 0 lands at the wrap, 0.5 s (12 frames) into this file.

@@ -41,6 +41,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "h264.mp4": (indexed_frames(90), 30, {"codec": "libx264", "gop_size": 12}),
         "vp9.webm": (indexed_frames(30), 15, {"codec": "libvpx-vp9"}),
         "vfr.mp4": (indexed_frames(30), 10, {"codec": "libx264", "timestamps": vfr_times}),
+        "vfr.ts": (indexed_frames(30), 10, {"codec": "libx264", "timestamps": vfr_times}),
         "odd.mp4": (indexed_frames(20, 47, 63), 24, {"codec": "mpeg4", "bit_rate": 2_000_000}),
         "ntsc.mp4": (indexed_frames(20), 30000 / 1001, {"codec": "libx264"}),
         "gray.mkv": (indexed_frames(10), 10, {"codec": "ffv1", "pix_fmt": "gray"}),
@@ -95,11 +96,12 @@ def test_seeking_decodes_only_around_the_sampled_frames(clips, monkeypatch):
     assert 3 <= len(decoded) <= 3 * 12 + 12
 
 
-def test_variable_frame_rate_picks_the_frame_shown_at_each_time(clips):
+@pytest.mark.parametrize("name", ["vfr.mp4", "vfr.ts"])  # TS has no average rate: a grid at the fastest one
+def test_variable_frame_rate_picks_the_frame_shown_at_each_time(clips, name):
     times = clips["vfr_times"]
-    info = probe_video(clips["vfr.mp4"])
+    info = probe_video(clips[name])
     indices = list(range(info.num_frames))
-    frames, _ = load_video(clips["vfr.mp4"], lambda info: indices)
+    frames, _ = load_video(clips[name], lambda info: indices)
     shown = [max(j for j, t in enumerate(times) if t <= (i + 0.5) / info.fps + 1e-9) for i in indices]
     assert read_indices(frames) == shown
     assert shown != indices  # the average-rate grid really differs from the frame order here

@@ -5,8 +5,9 @@
    `--pretrain-seed` (other clips than the fine-tuning set): the stand-in for a released checkpoint.
 2. Fine-tune it with the demo's flexible training (static_tokens, frames 4/8/16, 32/64 px) on the dataset of
    `--data-seed`, for `--steps` optimizer steps, once with the demo's flags and once adding `--recipe videomamba`
-   (layer decay 0.8, mixup 0.8 / cutmix 1.0, smoothing 0.1, RandAugment m7-n4-mstd0.5-inc1, erasing 0.25,
-   2 repeated augmentations, cosine to 1e-6, bicubic crops), each with every seed of `--seeds`.
+   (layer decay 0.8 by VideoMamba's layer ids, no gradient clipping, mixup 0.8 / cutmix 1.0, smoothing 0.1,
+   RandAugment m7-n4-mstd0.5-inc1, erasing 0.25, 2 repeated augmentations, cosine to 1e-6, bicubic crops), each with
+   every seed of `--seeds`.
 3. Evaluate each on the test split at the demo's 8 scales; print mean and standard deviation over seeds of the top-1
    at the base scale (8 x 64, patch 16) and of the mean over the grid, and every run's numbers.
 

@@ -429,6 +429,9 @@ def write_model_card(
     )
     schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
     warmup_unit = " of the run" if 0 < training_args.warmup_steps < 1 else " steps"
+    clipping = "no gradient clipping"
+    if training_args.max_grad_norm and training_args.max_grad_norm > 0:
+        clipping = f"gradients clipped to norm {training_args.max_grad_norm}"
     training = f"""These weights: variant `{flex.variant}`, {len(flex.scales)} scales, frames {list(flex.frames)},
 resolutions {list(flex.resolutions)}, patch sizes {list(flex.patch_sizes) if flex.patch_sizes else "per variant"},
 token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule seed {flex.seed} (the full config is
@@ -436,7 +439,7 @@ in `config.json` under `flexible_training`); {length}, learning rate {training_a
 {training_args.per_device_train_batch_size}, gradient accumulation {training_args.gradient_accumulation_steps}.
 
 Fine-tuning recipe{f" `{recipe.recipe}`" if recipe.recipe else ""}: weight decay {training_args.weight_decay},
-Adam betas ({training_args.adam_beta1}, {training_args.adam_beta2}), schedule `{schedule}`
+Adam betas ({training_args.adam_beta1}, {training_args.adam_beta2}), {clipping}, schedule `{schedule}`
 {training_args.lr_scheduler_kwargs or ""}, warm-up {training_args.warmup_steps:g}{warmup_unit}; {recipe.summary()}."""
     if ema:
         training += (

@@ -171,6 +171,7 @@ def test_accelerate_launch_two_processes_share_the_schedule(data_dir, tmp_path):
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: video-classification\n")
     assert "static_tokens" in card and "top1_accuracy" in card
     assert "Fine-tuning recipe `videomamba`: weight decay 0.05" in card and "layer_decay 0.8" in card
+    assert "no gradient clipping" in card and "layer_decay_rule videomamba" in card
     assert "![Top-1 accuracy over frames and resolutions](scales.png)" in card and (output / "scales.png").is_file()
     model = AutoModelForVideoClassification.from_pretrained(output).eval()
     assert FlexibleTrainingConfig.from_dict(model.config.flexible_training) == FlexibleTrainingConfig(**FLEX)

@@ -50,6 +50,10 @@ RAW_STREAM_FORMATS = frozenset({"mpegvideo", "h264", "hevc", "m4v", "cavsvideo",
 # elementary streams have none. Their frames are located by their ordinal in decoding order (see `_picks_by_ordinal`).
 SEQUENTIAL_FORMATS = frozenset({"mpeg", "vob"}) | RAW_STREAM_FORMATS
 
+# Formats FFmpeg's probe misses in small files (an MPEG-TS of a few frames, under about 2 KB, scores too low), by the
+# file extensions that name them: opened with the named format when the probe fails.
+FORMATS_BY_EXTENSION = {".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts"}
+
 # Containers whose timestamps are MPEG's 33-bit 90 kHz clock, which wraps every 26.5 hours: FFmpeg unwraps a stream
 # that crosses the wrap to a negative start, where a seek to time 0 lands in the middle of the file.
 MPEG_CLOCK_FORMATS = frozenset({"mpegts", "mpeg"})
@@ -166,6 +170,20 @@ def ffmpeg_thread_count() -> int:
     return share if share < min(len(usable_cpus()), FFMPEG_MAX_AUTO_THREADS) else 0
 
 
+def _open_container(source: str | os.PathLike | BinaryIO) -> av.container.InputContainer:
+    """`av.open(source)`; a path whose extension names a format FFmpeg's probe can miss (`FORMATS_BY_EXTENSION`) is
+    opened with that format when the probe fails."""
+    try:
+        return av.open(source, mode="r")
+    except av.error.FFmpegError:
+        format = None
+        if isinstance(source, str | os.PathLike):
+            format = FORMATS_BY_EXTENSION.get(Path(source).suffix.lower())
+        if format is None:
+            raise
+        return av.open(source, mode="r", format=format)
+
+
 @contextmanager
 def open_video(
     source: VideoSource, frame_threads: bool = True, threads: int | None = None
@@ -186,7 +204,7 @@ def open_video(
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     try:
-        container = av.open(source, mode="r")
+        container = _open_container(source)
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise VideoDecodeError(
             f"{name}: cannot be opened as a video (corrupt, truncated or not a video): {err}"

@@ -286,6 +286,25 @@ def test_program_stream_of_one_or_two_frames_counts_its_frames(tmp_path, caplog,
     assert caplog.text == ""
 
 
+@pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])
+@pytest.mark.parametrize("num_frames", [1, 2, 4])
+def test_transport_stream_of_a_few_frames_opens(tmp_path, codec, num_frames):
+    # under about 2 KB FFmpeg's format probe misses MPEG-TS ("End of file"); the extension names the format
+    path = tmp_path / "short.ts"
+    write_video(path, indexed_frames(num_frames), 25, codec)
+    assert path.stat().st_size < 2600
+    frames, info = load_video(path)
+    shown = [min(int((i + 0.5) / info.fps * 25), num_frames - 1) for i in range(info.num_frames)]
+    assert read_indices(frames) == shown and set(shown) == set(range(num_frames))
+
+
+def test_a_file_named_ts_that_is_not_one_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "notes.ts"
+    path.write_bytes(b"not a transport stream\n" * 20)
+    with pytest.raises(VideoDecodeError, match=r"notes\.ts: cannot be opened as a video"):
+        probe_video(path)
+
+
 def test_transport_stream_whose_clock_wraps_is_rewound_to_its_start(tmp_path):
     # MPEG's 33-bit 90 kHz clock wraps at 95443.7 s; FFmpeg unwraps a stream that crosses it to a negative start,
     # and a seek to time 0 lands at the wrap, 0.5 s (12 frames) into this file.

@@ -429,9 +429,8 @@ def write_model_card(
     )
     schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
     warmup_unit = " of the run" if 0 < training_args.warmup_steps < 1 else " steps"
-    clipping = "no gradient clipping"
-    if training_args.max_grad_norm and training_args.max_grad_norm > 0:
-        clipping = f"gradients clipped to norm {training_args.max_grad_norm}"
+    max_grad_norm = training_args.max_grad_norm or 0
+    clipping = f"gradients clipped to norm {max_grad_norm}" if max_grad_norm > 0 else "no gradient clipping"
     training = f"""These weights: variant `{flex.variant}`, {len(flex.scales)} scales, frames {list(flex.frames)},
 resolutions {list(flex.resolutions)}, patch sizes {list(flex.patch_sizes) if flex.patch_sizes else "per variant"},
 token grid {flex.token_grid}, token budget {flex.max_tokens_per_step}, schedule seed {flex.seed} (the full config is

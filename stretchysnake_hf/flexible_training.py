@@ -603,7 +603,8 @@ class FlexibleTrainer(Trainer):
     `eval_ema_`, or `eval_<name>_ema_` for each of a dict of evaluation datasets), saved wherever the model is saved
     as the folder `ema/` (weights, config, processor), and restored on resume and with `load_best_model_at_end` (the
     best checkpoint's EMA). Weight decay follows VideoMamba's exemptions (`optimization.has_weight_decay`) with and
-    without `layer_decay`. The loss of an accumulated step is the mean of its micro-batches' means (the model sets `accepts_loss_kwargs = False`), for hard and soft labels alike.
+    without `layer_decay`. The loss of an accumulated step is the mean of its micro-batches' means (the model sets
+    `accepts_loss_kwargs = False`), for hard and soft labels alike.
     Training on CPU, `share_cpu` (on by default) runs each step on the cores other processes leave idle
     (`cpu_sharing.CpuShare`; the threads join the logged scale as `cpu_threads`).
 

@@ -97,11 +97,11 @@ class VideoInfo:
     mov), the stored count (avi), or, for containers whose duration is only an estimate (mkv, webm, MPEG-TS/PS, flv),
     the time span of the stream's packets at the average rate (for variable frame rate video, the number of frames at
     the average rate; MPEG-TS gives no average for it, and the rate its timestamps are on, the fastest, is used: a
-    finer grid of times, so more indices than stored frames, each still the frame shown at its time). Frame index `i` stands for the frame shown at `start_time + (i + 0.5) / fps` seconds, which is
-    exactly frame `i` for constant frame rate video; where frame times cannot locate a frame (`_picks_by_ordinal`),
-    it is the `i`-th frame decoded (in AVI, a dropped frame's empty chunk counts, shown as the frame before it).
-    `width` and `height` are the stored size; decoded frames come out as displayed (pixel aspect ratio and rotation
-    applied).
+    finer grid of times, so more indices than stored frames, each still the frame shown at its time). Frame index `i`
+    stands for the frame shown at `start_time + (i + 0.5) / fps` seconds, which is exactly frame `i` for constant
+    frame rate video; where frame times cannot locate a frame (`_picks_by_ordinal`), it is the `i`-th frame decoded
+    (in AVI, a dropped frame's empty chunk counts, shown as the frame before it). `width` and `height` are the stored
+    size; decoded frames come out as displayed (pixel aspect ratio and rotation applied).
     """
 
     name: str
@@ -176,12 +176,12 @@ def _open_container(source: str | os.PathLike | BinaryIO) -> av.container.InputC
     try:
         return av.open(source, mode="r")
     except av.error.FFmpegError:
-        format = None
-        if isinstance(source, str | os.PathLike):
-            format = FORMATS_BY_EXTENSION.get(Path(source).suffix.lower())
-        if format is None:
+        named = (
+            FORMATS_BY_EXTENSION.get(Path(source).suffix.lower()) if isinstance(source, str | os.PathLike) else None
+        )
+        if named is None:
             raise
-        return av.open(source, mode="r", format=format)
+        return av.open(source, mode="r", format=named)
 
 
 @contextmanager

@@ -90,18 +90,40 @@ def chunk_projections(projections: torch.Tensor, index: int, batch: int, tokens:
     return projections[index, : batch * tokens].view(batch, tokens, -1)
 
 
-class MambaDirectionWeights(NamedTuple):
-    """One direction's tensors: conv_weight (channels, d_conv), conv_bias (channels), x_proj_weight
-    (dt_rank + 2 d_state, channels), dt_proj_weight (channels, dt_rank), dt_proj_bias (channels), A (channels,
-    d_state) = -exp(A_log), D (channels). All float32."""
+class MambaDirectionParameters(NamedTuple):
+    """One direction's parameters as `StretchySnakeMixer` holds them (or their gradients): conv_weight (channels, 1,
+    d_conv), conv_bias (channels), x_proj_weight (dt_rank + 2 d_state, channels), dt_proj_weight (channels, dt_rank),
+    dt_proj_bias (channels), A_log (channels, d_state), D (channels)."""
 
     conv_weight: torch.Tensor
     conv_bias: torch.Tensor
     x_proj_weight: torch.Tensor
     dt_proj_weight: torch.Tensor
     dt_proj_bias: torch.Tensor
+    A_log: torch.Tensor
+    D: torch.Tensor
+
+
+class MambaDirectionWeights(NamedTuple):
+    """One direction's tensors in the layouts the kernels read, float32, without autograd (`of`): conv_weight_t
+    (d_conv, channels) and dt_proj_weight_t (dt_rank, channels), contiguous over channels; conv_bias (channels);
+    x_proj_weight (dt_rank + 2 d_state, channels); dt_proj_bias (channels); A (channels, d_state) = -exp(A_log);
+    D (channels)."""
+
+    conv_weight_t: torch.Tensor
+    conv_bias: torch.Tensor
+    x_proj_weight: torch.Tensor
+    dt_proj_weight_t: torch.Tensor
+    dt_proj_bias: torch.Tensor
     A: torch.Tensor
     D: torch.Tensor
+
+    @classmethod
+    def of(cls, parameters: MambaDirectionParameters) -> MambaDirectionWeights:
+        conv_weight, conv_bias, x_proj_weight, dt_proj_weight, dt_proj_bias, A_log, D = parameters
+        with torch.no_grad():
+            conv_weight_t, dt_proj_weight_t = conv_weight[:, 0].t().contiguous(), dt_proj_weight.t().contiguous()
+            return cls(conv_weight_t, conv_bias, x_proj_weight, dt_proj_weight_t, dt_proj_bias, -torch.exp(A_log), D)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -261,8 +283,7 @@ def _scan_direction(
     batch, length, channels = x.shape
     state_size = weights.A.shape[1]
     state = x.new_zeros(batch, channels, state_size)
-    conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
-    dt_proj_weight_t = weights.dt_proj_weight.t().contiguous().numpy()  # (dt_rank, channels)
+    conv_weight, dt_proj_weight_t = weights.conv_weight_t.numpy(), weights.dt_proj_weight_t.numpy()
     conv_bias, x_np = weights.conv_bias.numpy(), x.numpy()
     starts = _chunk_starts(length, chunk, reverse)
     per_chunk = checkpoints_per_chunk(min(chunk, length)) if keep_for_backward else 0
@@ -292,8 +313,8 @@ def _scan_direction(
 def bidirectional_mamba_inference_cpu(
     hidden_states: torch.Tensor,
     in_proj_weight: torch.Tensor,
-    forward_weights: MambaDirectionWeights,
-    backward_weights: MambaDirectionWeights,
+    forward_parameters: MambaDirectionParameters,
+    backward_parameters: MambaDirectionParameters,
     out_proj_weight: torch.Tensor,
 ) -> torch.Tensor:
     """The bidirectional mixer (see `StretchySnakeMixer`) without autograd, on float32 CPU tensors.
@@ -318,6 +339,6 @@ def bidirectional_mamba_inference_cpu(
         _silu_gate(summed.numpy(), start, z.numpy(), 0, gated.numpy())
         output[:, start:stop] = F.linear(gated, out_proj_weight)
 
-    _scan_direction(x, forward_weights, False, summed, chunk)
-    _scan_direction(x, backward_weights, True, summed, chunk, on_chunk_done=gate_and_project)
+    _scan_direction(x, MambaDirectionWeights.of(forward_parameters), False, summed, chunk)
+    _scan_direction(x, MambaDirectionWeights.of(backward_parameters), True, summed, chunk, gate_and_project)
     return output

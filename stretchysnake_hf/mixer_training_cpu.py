@@ -37,6 +37,7 @@ except ImportError as error:
 from .mixer_inference_cpu import (
     CHECKPOINT_STEPS,
     DirectionSaved,
+    MambaDirectionParameters,
     MambaDirectionWeights,
     _causal_conv_silu,
     _chunk_starts,
@@ -322,15 +323,14 @@ def _direction_backward(
     saved: DirectionSaved,
     chunk: int,
     grad_x: torch.Tensor,
-) -> MambaDirectionWeights:
+) -> MambaDirectionParameters:
     """The gradients of one direction, given grad_sum (b, length, channels), the gradient of the two directions'
     summed `scan + D u`. x (b, length, channels) is the conv input, saved what `_scan_direction` kept of the
-    forward. Adds the gradient of x to grad_x and returns the weights' gradients."""
+    forward. Adds the gradient of x to grad_x and returns the gradients of the direction's parameters."""
     batch, length, channels = x.shape
-    state_size = weights.A.shape[1]
-    time_step_rank = weights.dt_proj_weight.shape[1]
+    time_step_rank, state_size = weights.dt_proj_weight_t.shape[0], weights.A.shape[1]
     blocks = _blocks(channels)
-    conv_weight = weights.conv_weight.t().contiguous().numpy()  # (W, channels): contiguous over channels
+    conv_weight = weights.conv_weight_t.numpy()
     conv_width = conv_weight.shape[0]
     # per batch element and range of tokens of the longest chunk: the weight's W rows, the bias
     grad_conv = x.new_zeros(batch * _conv_ranges(min(chunk, length)), conv_width + 1, channels)
@@ -338,11 +338,10 @@ def _direction_backward(
     grad_D, grad_dt_bias = (torch.zeros(batch, channels, dtype=torch.float64) for _ in range(2))
     grad_x_proj = torch.zeros_like(weights.x_proj_weight)
     # accumulated transposed, (dt_rank, channels): torch's addmm_ into (channels, dt_rank) took 4x as long
-    grad_dt_proj_t = weights.dt_proj_weight.new_zeros(time_step_rank, channels)
+    grad_dt_proj_t = weights.dt_proj_weight_t.new_zeros(time_step_rank, channels)
     grad_state = x.new_zeros(batch, channels, state_size)
     x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
-    dt_proj_weight_t = weights.dt_proj_weight.t().contiguous().numpy()  # (dt_rank, channels)
-    dt_bias = weights.dt_proj_bias.numpy()
+    dt_proj_weight_t, dt_bias = weights.dt_proj_weight_t.numpy(), weights.dt_proj_bias.numpy()
     accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D, grad_dt_bias)]
     starts = _chunk_starts(length, chunk, reverse)
     for index in reversed(range(len(starts))):  # the chunks in reverse scan order
@@ -366,12 +365,14 @@ def _direction_backward(
         gradients = (grad_conv.numpy(), grad_x.numpy())
         _silu_conv_backward(x_np, conv_weight, grad_u.numpy(), pre_activation.numpy(), start, reverse, *gradients)
     grad_conv = grad_conv.sum(0)
-    return MambaDirectionWeights(
-        grad_conv[:conv_width].t(),
+    return MambaDirectionParameters(
+        grad_conv[:conv_width].t().unsqueeze(1),
         grad_conv[conv_width],
         grad_x_proj,
         grad_dt_proj_t.t(),
-        *(gradient.sum(0).float() for gradient in (grad_dt_bias, grad_A, grad_D)),
+        grad_dt_bias.sum(0).float(),
+        grad_A.sum(0).float().mul_(weights.A),  # A = -exp(A_log): dA / dA_log = A
+        grad_D.sum(0).float(),
     )
 
 
@@ -379,7 +380,7 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
     """The bidirectional mixer (see `StretchySnakeMixer`) as one autograd node, on float32 CPU tensors.
 
     Inputs: hidden_states (batch, tokens, hidden), in_proj_weight (2 channels, hidden), out_proj_weight (hidden,
-    channels), then the forward direction's seven `MambaDirectionWeights` tensors and the backward direction's.
+    channels), then the forward direction's seven `MambaDirectionParameters` tensors and the backward direction's.
     Output: (batch, tokens, hidden). Use `bidirectional_mamba_training_cpu`.
     """
 
@@ -389,12 +390,12 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         hidden_states: torch.Tensor,
         in_proj_weight: torch.Tensor,
         out_proj_weight: torch.Tensor,
-        *direction_tensors: torch.Tensor,
+        *direction_parameters: torch.Tensor,
     ) -> torch.Tensor:
         _compile_kernels()
         numba.set_num_threads(numba_threads_per_process())  # per calling thread, so in forward and backward
-        forward_weights = MambaDirectionWeights(*direction_tensors[:7])
-        backward_weights = MambaDirectionWeights(*direction_tensors[7:])
+        forward_weights = MambaDirectionWeights.of(MambaDirectionParameters(*direction_parameters[:7]))
+        backward_weights = MambaDirectionWeights.of(MambaDirectionParameters(*direction_parameters[7:]))
         hidden_states = hidden_states.contiguous()
         batch, length, _ = hidden_states.shape
         channels = out_proj_weight.shape[1]
@@ -414,7 +415,9 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
             *_scan_direction(x, forward_weights, False, summed, chunk, keep_for_backward=True),
             *_scan_direction(x, backward_weights, True, summed, chunk, gate_and_project, keep_for_backward=True),
         ]
-        ctx.save_for_backward(hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *saved, *direction_tensors)
+        ctx.save_for_backward(
+            hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *saved, *forward_weights, *backward_weights
+        )
         ctx.chunk = chunk
         return output
 
@@ -424,7 +427,7 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         numba.set_num_threads(numba_threads_per_process())
         hidden_states, in_proj_weight, out_proj_weight, x, z, summed, *saved = ctx.saved_tensors
         forward_saved, backward_saved = DirectionSaved(*saved[:2]), DirectionSaved(*saved[2:4])
-        direction_tensors = saved[4:]
+        forward_weights, backward_weights = MambaDirectionWeights(*saved[4:11]), MambaDirectionWeights(*saved[11:])
         channels = x.shape[-1]
         grad_output = grad_output.contiguous().flatten(0, 1)  # (batch tokens, hidden)
         # 4. out_proj and the gate: output = (summed * silu(z)) out_proj^T
@@ -434,12 +437,8 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
         grad_out_proj = grad_output.t() @ gated.flatten(0, 1)
         # 3.-2. each direction: scan, dt_proj, x_proj, conv + silu
         grad_x = torch.zeros_like(x)
-        grad_forward = _direction_backward(
-            x, MambaDirectionWeights(*direction_tensors[:7]), False, grad_sum, forward_saved, ctx.chunk, grad_x
-        )
-        grad_backward = _direction_backward(
-            x, MambaDirectionWeights(*direction_tensors[7:]), True, grad_sum, backward_saved, ctx.chunk, grad_x
-        )
+        grad_forward = _direction_backward(x, forward_weights, False, grad_sum, forward_saved, ctx.chunk, grad_x)
+        grad_backward = _direction_backward(x, backward_weights, True, grad_sum, backward_saved, ctx.chunk, grad_x)
         # 1. in_proj
         x_weight, z_weight = in_proj_weight.split(channels)
         grad_x, grad_z, inputs = grad_x.flatten(0, 1), grad_z.flatten(0, 1), hidden_states.flatten(0, 1)
@@ -451,8 +450,8 @@ class BidirectionalMambaTrainingFn(torch.autograd.Function):
 def bidirectional_mamba_training_cpu(
     hidden_states: torch.Tensor,
     in_proj_weight: torch.Tensor,
-    forward_weights: MambaDirectionWeights,
-    backward_weights: MambaDirectionWeights,
+    forward_parameters: MambaDirectionParameters,
+    backward_parameters: MambaDirectionParameters,
     out_proj_weight: torch.Tensor,
 ) -> torch.Tensor:
     """The bidirectional mixer with a fused backward, on float32 CPU tensors (`BidirectionalMambaTrainingFn`).
@@ -461,5 +460,5 @@ def bidirectional_mamba_training_cpu(
     returns (batch, tokens, hidden).
     """
     return BidirectionalMambaTrainingFn.apply(
-        hidden_states, in_proj_weight, out_proj_weight, *forward_weights, *backward_weights
+        hidden_states, in_proj_weight, out_proj_weight, *forward_parameters, *backward_parameters
     )

@@ -355,22 +355,21 @@ class StretchySnakeMixer(nn.Module):
         return bidirectional_mamba_inference_cpu(
             hidden_states,
             self.in_proj.weight,
-            self._direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
-            self._direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
+            self._direction_parameters(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+            self._direction_parameters(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
             self.out_proj.weight,
         )
 
     @staticmethod
-    def _direction_weights(
+    def _direction_parameters(
         conv1d: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: nn.Parameter, D: nn.Parameter
     ) -> tuple[torch.Tensor, ...]:
-        """One direction's tensors for the fused CPU paths, a `mixer_inference_cpu.MambaDirectionWeights` (imported
-        here: it needs numba): conv weight (intermediate, d_conv), conv bias, x_proj and dt_proj weights, dt_proj bias,
-        A = -exp(A_log), D."""
-        from .mixer_inference_cpu import MambaDirectionWeights
+        """One direction's parameters for the fused CPU paths, a `mixer_inference_cpu.MambaDirectionParameters`
+        (imported here: it needs numba)."""
+        from .mixer_inference_cpu import MambaDirectionParameters
 
-        return MambaDirectionWeights(
-            conv1d.weight[:, 0], conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, -torch.exp(A_log), D
+        return MambaDirectionParameters(
+            conv1d.weight, conv1d.bias, x_proj.weight, dt_proj.weight, dt_proj.bias, A_log, D
         )
 
     def cpu_training_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -381,8 +380,8 @@ class StretchySnakeMixer(nn.Module):
         return bidirectional_mamba_training_cpu(
             hidden_states,
             self.in_proj.weight,
-            self._direction_weights(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
-            self._direction_weights(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
+            self._direction_parameters(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+            self._direction_parameters(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b),
             self.out_proj.weight,
         )
 

@@ -103,8 +103,8 @@ def _recompute_states(u, dt, A_t, x_dbl, rank, b, first, reverse, from_step, cou
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _scan_chunk_backward(
-    u, x_dbl, dt_proj_weight_t, dt_bias, A, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_dt_raw,
-    grad_A, grad_D, grad_dt_bias, partials, grad_x_dbl,
+    u, x_dbl, dt_proj_weight_t, dt_bias, A, D, grad_sum, start, reverse, saved, grad_state, grad_u, grad_A, grad_D,
+    grad_dt_bias, grad_dt_proj_t, partials, grad_x_dbl,
 ):  # fmt: skip
     """The reverse-time scan of one direction through a chunk of tokens [start, start + k), whose forward ran
     `mixer_inference_cpu._scan_chunk` (in reverse token order with `reverse`), which stored `saved`:
@@ -118,10 +118,12 @@ def _scan_chunk_backward(
 
     grad_state (b, channels, n): on entry exp(dt_next A) g_h_next, the gradient reaching the chunk's last state from
     the steps after it (zero for the last chunk), on return the same for the step before the chunk. Written:
-    grad_u (b, k, channels) through the scan and the skip, grad_dt_raw (b, k, channels) through the scan and
-    softplus, grad_x_dbl (b, k, r + 2 n), the gradient of x_dbl: of time_step through dt_proj, of B and of C.
-    Accumulated: grad_A (b, channels, n), grad_D and grad_dt_bias (the sum of grad_dt_raw over the chunk's tokens)
-    (b, channels), float64. partials (b, blocks, k, r + 2 n) is scratch.
+    grad_u (b, k, channels) through the scan and the skip, grad_x_dbl (b, k, r + 2 n), the gradient of x_dbl: of
+    time_step through dt_proj, of B and of C. Accumulated, float64, with grad_dt_raw the gradient of dt_raw (through
+    the scan and softplus): grad_A (b, channels, n), grad_D and grad_dt_bias (the sum of grad_dt_raw over the chunk's
+    tokens) (b, channels), and grad_dt_proj_t (b, r, channels), dt_proj's weight gradient transposed, the sum over
+    tokens of time_step^T grad_dt_raw (a torch matmul of (r, b k) by (b k, channels) ran slower on 2 threads than on
+    1). partials (b, blocks, k, r + 2 n) is scratch.
 
     One thread per (batch element, block of channels), so no two threads write the same element. It goes through
     the stretches of `CHECKPOINT_STEPS` steps in reverse: computes a stretch's dt_raw and dt, recomputes its states and
@@ -151,8 +153,10 @@ def _scan_chunk_backward(
         grad_A_block = np.zeros((state_size, width), dtype=u.dtype)
         grad_D_block = np.zeros(width, dtype=u.dtype)
         grad_dt_bias_block = np.zeros(width, dtype=u.dtype)
+        grad_dt_proj_block = np.zeros((rank, width), dtype=u.dtype)
         grad_dt_u = np.empty(width, dtype=u.dtype)  # gradient of dt_t * u_t
         grad_dt_i = np.empty(width, dtype=u.dtype)
+        grad_dt_raw = np.empty(width, dtype=u.dtype)  # of a step
         dt_raw = np.empty((CHECKPOINT_STEPS, width), dtype=u.dtype)  # of a stretch's steps
         dt = np.empty((CHECKPOINT_STEPS, width), dtype=u.dtype)
         for stretch in range(stretches - 1, -1, -1):
@@ -198,14 +202,15 @@ def _scan_chunk_backward(
                     grad_y, u_j = grad_sum[b, t, c], u[b, i, c]
                     grad_u[b, i, c] = grad_dt_u[j] * dt[k, j] + D[c] * grad_y
                     softplus_derivative = fast_sigmoid(dt_raw[k, j])
-                    grad_dt_raw_c = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
-                    grad_dt_raw[b, i, c] = grad_dt_raw_c
-                    grad_dt_bias_block[j] += grad_dt_raw_c
+                    grad_dt_raw[j] = (grad_dt_i[j] + grad_dt_u[j] * u_j) * softplus_derivative
+                    grad_dt_bias_block[j] += grad_dt_raw[j]
                     grad_D_block[j] += grad_y * u_j
                 for r in range(rank):
+                    time_step = x_dbl[b, i, r]
                     sum_time_step = np.float32(0.0)
                     for j in range(width):
-                        sum_time_step += grad_dt_raw[b, i, first + j] * dt_proj_weight_t[r, first + j]
+                        sum_time_step += grad_dt_raw[j] * dt_proj_weight_t[r, first + j]
+                        grad_dt_proj_block[r, j] += time_step * grad_dt_raw[j]
                     partials[b, block, i, r] = sum_time_step
         for j in range(width):
             grad_D[b, first + j] += grad_D_block[j]
@@ -213,6 +218,8 @@ def _scan_chunk_backward(
             for n in range(state_size):
                 grad_state[b, first + j, n] = grad_h[n, j]
                 grad_A[b, first + j, n] += grad_A_block[n, j]
+            for r in range(rank):
+                grad_dt_proj_t[b, r, first + j] += grad_dt_proj_block[r, j]
         restore_float_mode(mode)
     columns = partials.shape[3]
     for index in numba.prange(batch * steps):
@@ -302,13 +309,14 @@ def _compile_backward_kernels() -> None:
     saved = np.zeros((1, batch, channels, state_size), np.float32)
     grad_state = np.zeros((batch, channels, state_size), np.float32)
     grad_A, grad_D = np.zeros((batch, channels, state_size)), np.zeros((batch, channels))
+    grad_dt_proj_t = np.zeros((batch, 1, channels))
     A = np.zeros((channels, state_size), np.float32)
     x_dbl, grad_x_dbl = (np.zeros((batch, length, 1 + 2 * state_size), np.float32) for _ in range(2))
     dt_proj_weight_t = np.zeros((1, channels), np.float32)
     partials = np.zeros((batch, 1, *x_dbl.shape[1:]), np.float32)
     _scan_chunk_backward(
-        u, x_dbl, dt_proj_weight_t, vector, A, vector, u, 0, False, saved, grad_state, grad_u, grad_dt, grad_A,
-        grad_D, grad_D, partials, grad_x_dbl,
+        u, x_dbl, dt_proj_weight_t, vector, A, vector, u, 0, False, saved, grad_state, grad_u, grad_A, grad_D, grad_D,
+        grad_dt_proj_t, partials, grad_x_dbl,
     )  # fmt: skip
     weight = np.zeros((width, channels), np.float32)
     _silu_conv_backward(u, weight, grad_u, grad_dt, 0, False, np.zeros((batch, width + 1, channels), np.float32), u)
@@ -336,13 +344,12 @@ def _direction_backward(
     grad_conv = x.new_zeros(batch * _conv_ranges(min(chunk, length)), conv_width + 1, channels)
     grad_A = torch.zeros(batch, channels, state_size, dtype=torch.float64)
     grad_D, grad_dt_bias = (torch.zeros(batch, channels, dtype=torch.float64) for _ in range(2))
+    grad_dt_proj_t = torch.zeros(batch, time_step_rank, channels, dtype=torch.float64)
     grad_x_proj = torch.zeros_like(weights.x_proj_weight)
-    # accumulated transposed, (dt_rank, channels): torch's addmm_ into (channels, dt_rank) took 4x as long
-    grad_dt_proj_t = weights.dt_proj_weight_t.new_zeros(time_step_rank, channels)
     grad_state = x.new_zeros(batch, channels, state_size)
     x_np, conv_bias, A, D = x.numpy(), weights.conv_bias.numpy(), weights.A.numpy(), weights.D.numpy()
     dt_proj_weight_t, dt_bias = weights.dt_proj_weight_t.numpy(), weights.dt_proj_bias.numpy()
-    accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D, grad_dt_bias)]
+    accumulated = [t.numpy() for t in (grad_state, grad_A, grad_D, grad_dt_bias, grad_dt_proj_t)]
     starts = _chunk_starts(length, chunk, reverse)
     for index in reversed(range(len(starts))):  # the chunks in reverse scan order
         start = starts[index]
@@ -350,16 +357,15 @@ def _direction_backward(
         u, pre_activation = (x.new_empty(batch, stop - start, channels) for _ in range(2))
         _causal_conv_silu(x_np, conv_weight, conv_bias, start, stop, reverse, u.numpy(), pre_activation.numpy())
         x_dbl = chunk_projections(saved.projections, index, batch, stop - start)  # (b, k, dt_rank + 2 d_state)
-        grad_u, grad_dt_raw = torch.empty_like(u), torch.empty_like(u)
+        grad_u = torch.empty_like(u)
         grad_x_dbl = torch.empty_like(x_dbl)
         partials = np.empty((batch, blocks, *x_dbl.shape[1:]), np.float32)
         _scan_chunk_backward(
             u.numpy(), x_dbl.numpy(), dt_proj_weight_t, dt_bias, A, D, grad_sum.numpy(), start, reverse,
-            saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), grad_dt_raw.numpy(),
-            *accumulated[1:], partials, grad_x_dbl.numpy(),
+            saved.checkpoints[index].numpy(), accumulated[0], grad_u.numpy(), *accumulated[1:], partials,
+            grad_x_dbl.numpy(),
         )  # fmt: skip
         grad_x_dbl = grad_x_dbl.flatten(0, 1)  # (b k, dt_rank + 2 d_state)
-        grad_dt_proj_t.addmm_(x_dbl[..., :time_step_rank].flatten(0, 1).t(), grad_dt_raw.flatten(0, 1))
         grad_x_proj.addmm_(grad_x_dbl.t(), u.flatten(0, 1))
         grad_u.view(-1, channels).addmm_(grad_x_dbl, weights.x_proj_weight)  # through x_proj
         gradients = (grad_conv.numpy(), grad_x.numpy())
@@ -369,7 +375,7 @@ def _direction_backward(
         grad_conv[:conv_width].t().unsqueeze(1),
         grad_conv[conv_width],
         grad_x_proj,
-        grad_dt_proj_t.t(),
+        grad_dt_proj_t.sum(0).float().t(),
         grad_dt_bias.sum(0).float(),
         grad_A.sum(0).float().mul_(weights.A),  # A = -exp(A_log): dA / dA_log = A
         grad_D.sum(0).float(),

@@ -12,13 +12,17 @@ runs as many separate passes over memory. `BidirectionalMambaTrainingFn` is one 
 - saved: the input, the two halves of the input projection (x, the conv input, and z, the gate input), the sum of
   the two directions' `scan + D u`, each direction's x_proj output and its stored states: three (batch, tokens,
   channels) tensors, two of (dt_rank + 2 d_state) / channels and two of d_state / `CHECKPOINT_STEPS` times that size;
+  and each direction's weights in the kernels' layouts;
 - backward: out_proj by torch and the gate by a numba kernel, then per direction and chunk, in reverse scan order,
   the chunk's conv + silu is recomputed (keeping the conv's output), a numba kernel recomputes dt (dt_proj and
   softplus) and the chunk's states from the stored ones, a stretch of `CHECKPOINT_STEPS` at a time, and runs the
-  reverse-time scan (gradients of u, of dt before softplus and of dt_proj's bias, of x_proj's output through B, C
-  and dt_proj, of A and D), torch matmuls take the gradients of dt_proj's and x_proj's weights and through x_proj,
-  and a numba kernel through silu and the causal conv into its weight and bias and into x (one thread per block of
-  channels).
+  reverse-time scan (gradients of u, of dt before softplus and of dt_proj's weight and bias, of x_proj's output
+  through B, C and dt_proj, of A and D), torch matmuls take x_proj's weight gradient and the gradient through
+  x_proj, and a numba kernel through silu and the causal conv into its weight and bias and into x (one thread per
+  range of tokens);
+- the node takes each direction's parameters as the mixer holds them (`MambaDirectionParameters`): A = -exp(A_log)
+  and the kernels' transposed layouts are made inside it without autograd (`MambaDirectionWeights.of`), and the
+  backward returns A_log's gradient (A's times A), so the autograd graph has no exp, neg or select per direction.
 """
 
 from __future__ import annotations

@@ -120,6 +120,8 @@ class MambaDirectionWeights(NamedTuple):
 
     @classmethod
     def of(cls, parameters: MambaDirectionParameters) -> MambaDirectionWeights:
+        """The kernels' tensors for a direction's parameters: A computed and the two weights transposed, outside
+        autograd (the fused training node returns A_log's gradient itself)."""
         conv_weight, conv_bias, x_proj_weight, dt_proj_weight, dt_proj_bias, A_log, D = parameters
         with torch.no_grad():
             conv_weight_t, dt_proj_weight_t = conv_weight[:, 0].t().contiguous(), dt_proj_weight.t().contiguous()

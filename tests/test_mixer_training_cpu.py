@@ -178,6 +178,21 @@ def test_fused_paths_run_only_for_float32_cpu_with_the_numba_backend(
         assert len(counted) == (2 * model.config.num_hidden_layers if name == path else 0), name
 
 
+def test_fused_training_is_one_autograd_node_reading_the_parameters_themselves():
+    """A = -exp(A_log), the conv's taps and dt_proj's transpose are made inside the node, so each input of its
+    backward is a parameter's own AccumulateGrad: no exp, neg or select nodes in between."""
+    mixer = make_mixer()
+    hidden_states = torch.randn(2, 20, mixer.hidden_size, requires_grad=True)
+    node = mixer.cpu_training_forward(hidden_states).grad_fn
+    assert type(node).__name__ == "BidirectionalMambaTrainingFnBackward"
+    inputs = [next_node for next_node, _ in node.next_functions]
+    assert all(type(next_node).__name__ == "AccumulateGrad" for next_node in inputs), inputs
+    assert inputs[0].variable is hidden_states
+    read = [next_node.variable for next_node in inputs[1:]]
+    assert len(read) == len(list(mixer.parameters()))
+    assert {id(tensor) for tensor in read} == {id(parameter) for parameter in mixer.parameters()}
+
+
 def _parameter_gradients(model: StretchySnakeForVideoClassification, video: torch.Tensor) -> dict[str, torch.Tensor]:
     model.zero_grad(set_to_none=True)
     model(video, labels=torch.tensor([0, 2])).loss.backward()

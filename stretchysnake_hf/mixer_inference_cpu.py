@@ -105,10 +105,10 @@ class MambaDirectionParameters(NamedTuple):
 
 
 class MambaDirectionWeights(NamedTuple):
-    """One direction's tensors in the layouts the kernels read, float32, without autograd (`of`): conv_weight_t
-    (d_conv, channels) and dt_proj_weight_t (dt_rank, channels), contiguous over channels; conv_bias (channels);
-    x_proj_weight (dt_rank + 2 d_state, channels); dt_proj_bias (channels); A (channels, d_state) = -exp(A_log);
-    D (channels)."""
+    """One direction's tensors in the layouts the kernels read, float32 (`of`): conv_weight_t (d_conv, channels) and
+    dt_proj_weight_t (dt_rank, channels), contiguous over channels, and A (channels, d_state) = -exp(A_log), made
+    without autograd; conv_bias (channels), x_proj_weight (dt_rank + 2 d_state, channels), dt_proj_bias (channels) and
+    D (channels), the parameters themselves (read where grad mode is off: the fused paths run without it)."""
 
     conv_weight_t: torch.Tensor
     conv_bias: torch.Tensor

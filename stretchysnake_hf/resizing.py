@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,19 @@ logger = logging.get_logger(__name__)
 FRAME_INTERPOLATION = "bilinear"
 
 
-@functools.lru_cache(maxsize=64)
+def _cached_outside_compilation(function: Callable) -> Callable:
+    """`function` memoized (an LRU cache of 64 calls) in eager mode, and the function itself under torch.compile: Dynamo
+    traces through a cache anyway, and warns about every cached function it meets."""
+    cached = functools.lru_cache(maxsize=64)(function)
+
+    @functools.wraps(function)
+    def call(*args):
+        return function(*args) if torch.compiler.is_compiling() else cached(*args)
+
+    return call
+
+
+@_cached_outside_compilation
 def _resize_matrix_1d(old: int, new: int, mode: str) -> torch.Tensor:
     """(new, old) float64 matrix M with M @ x == F.interpolate(x, new) along one axis (align_corners=False)."""
     if old == new:
@@ -35,7 +48,7 @@ def _resize_matrix_1d(old: int, new: int, mode: str) -> torch.Tensor:
     return columns.T.contiguous()
 
 
-@functools.lru_cache(maxsize=64)
+@_cached_outside_compilation
 def _pi_resize_matrix(old_size: tuple[int, ...], new_size: tuple[int, ...]) -> torch.Tensor:
     """pinv(B) of shape (prod(old_size), prod(new_size)), B the kernel-resize operator (vec(resize(x)) = B vec(x)).
 
@@ -52,7 +65,7 @@ def _pi_resize_matrix(old_size: tuple[int, ...], new_size: tuple[int, ...]) -> t
     return torch.linalg.pinv(resize)
 
 
-@functools.lru_cache(maxsize=64)
+@_cached_outside_compilation
 def _pi_resize_matrix_on(
     old_size: tuple[int, ...], new_size: tuple[int, ...], device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:

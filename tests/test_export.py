@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnxruntime
 import torch
+import torch._dynamo.utils
 from conftest import tiny_config
 
 from stretchysnake_hf import StretchySnakeForVideoClassification
@@ -23,6 +26,16 @@ def test_compiled_fullgraph_matches_eager_at_two_scales():
             expected = model(video, patch_size=patch_size).logits
             actual = compiled(video, patch_size=patch_size).logits
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_compiling_a_resized_patch_kernel_warns_nothing_about_the_resize_caches():
+    # Dynamo warns once per process, so another test may have used up the warning: forget that it was given.
+    torch._dynamo.utils.warn_once_cache.clear()
+    compiled = torch.compile(chunked_model(), fullgraph=True)
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        compiled(torch.randn(1, 8, 3, 24, 24), patch_size=6)  # the 8 px kernel is resized to 6 px
+    assert not [str(w.message) for w in caught if "lru_cache" in str(w.message)]
 
 
 def test_torch_export_at_a_fixed_scale_matches_eager():

@@ -161,12 +161,14 @@ def ffmpeg_thread_count() -> int:
     affinity mask, at most `FFMPEG_MAX_AUTO_THREADS`), unless this process's share of the CPUs is smaller; then that
     share. FFmpeg reads neither a cgroup CPU quota (`docker --cpus`, Kubernetes CPU limits) nor how many processes
     decode at once: the share is the CPUs within the quota, divided among a launcher's processes on this machine
-    (`cores_per_process`) and, in a dataloader worker, among the workers. Threads beyond the share only take turns,
-    and a decoder's each hold frames of their own."""
+    (`cores_per_process`) and, in a dataloader worker, what the main process leaves, divided among the workers. The
+    main process keeps one CPU: it trains while the workers decode (on CPU, `cpu_sharing.CpuShare` goes down to that
+    one thread, never below). Threads beyond the share only take turns, and a decoder's each hold frames of their
+    own."""
     share = cores_per_process()
     worker = get_worker_info()
     if worker is not None:
-        share = max(1, share // worker.num_workers)
+        share = max(1, (share - 1) // worker.num_workers)
     return share if share < min(len(usable_cpus()), FFMPEG_MAX_AUTO_THREADS) else 0
 
 

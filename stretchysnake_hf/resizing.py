@@ -21,8 +21,8 @@ FRAME_INTERPOLATION = "bilinear"
 
 
 def _cached_outside_compilation(function: Callable) -> Callable:
-    """`function` memoized (an LRU cache of 64 calls) in eager mode, and the function itself under torch.compile: Dynamo
-    traces through a cache anyway, and warns about every cached function it meets."""
+    """`function` memoized (an LRU cache of 64 calls) in eager mode, and the function itself under torch.compile:
+    Dynamo traces through a cache anyway, and warns about every cached function it meets."""
     cached = functools.lru_cache(maxsize=64)(function)
 
     @functools.wraps(function)

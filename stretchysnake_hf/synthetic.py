@@ -2,7 +2,8 @@
 """A small action-recognition dataset of real mp4 clips whose classes need both space and time to tell apart.
 
 Usage: `python -m stretchysnake_hf.synthetic --output-dir DIR --videos-per-class N --seed S`, or
-`generate_dataset(DIR, videos_per_class=N, seed=S)`. It writes the UCF-101 layout
+`generate_dataset(DIR, videos_per_class=N, seed=S)` (one process per CPU writes the clips). It writes the UCF-101
+layout
 
     DIR/labels.txt                       one class name per line, line i = label id i
     DIR/metadata.csv                     split, path, label, fps, num_frames, width, height of every clip
@@ -50,12 +51,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from .selective_scan import cores_per_process
 from .video_io import write_video
 
 SPLITS = {"train": 0.7, "validation": 0.15, "test": 0.15}
@@ -242,8 +249,31 @@ def _split_counts(videos_per_class: int) -> dict[str, int]:
     return {"train": videos_per_class - validation - test, "validation": validation, "test": test}
 
 
+def _write_clip(
+    output_dir: Path, seed: int, class_name: str, clip_index: int, path: str
+) -> tuple[float, int, int, int]:
+    """Render clip `clip_index` of `class_name` and write it to `output_dir / path`; returns its fps, frame count,
+    width and height."""
+    # seeded by the class's place among all classes, so its clips are the same in every set
+    rng = np.random.default_rng([seed, list(CLASS_SETS["all"]).index(class_name), clip_index])
+    frames, fps, num_frames, width, height = render_clip(class_name, rng)
+    write_video(output_dir / path, frames, fps, bit_rate=1_000_000)
+    return fps, num_frames, width, height
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Fork on Linux, as torch's DataLoader does (no re-import of the caller's script, which then needs no
+    `__main__` guard); elsewhere the platform's default start method."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+
+
 def generate_dataset(
-    output_dir: str | Path, videos_per_class: int = 30, seed: int = 0, class_set: str = "motion"
+    output_dir: str | Path,
+    videos_per_class: int = 30,
+    seed: int = 0,
+    class_set: str = "motion",
+    processes: int | None = None,
+    show_progress: bool = True,
 ) -> Path:
     """Write the dataset (see the module docstring) to `output_dir` and return it.
 
@@ -254,29 +284,40 @@ def generate_dataset(
         seed: the dataset is a deterministic function of the seed.
         class_set: "motion" (the ten motion classes), "scale" (classes that need fine detail or long context) or
             "all" (both). A class's clips do not depend on the set it is generated in.
+        processes: clips are rendered and encoded in this many processes at once (default: this process's share of
+            the CPUs, `selective_scan.cores_per_process`; 1: in this process). The files do not depend on it.
+        show_progress: a progress bar over the clips.
     """
     if videos_per_class < 3:
         raise ValueError(f"videos_per_class must be at least 3 (one clip per split); got {videos_per_class}.")
     if class_set not in CLASS_SETS:
         raise ValueError(f"Unknown class_set {class_set!r}; choose one of {list(CLASS_SETS)}.")
+    if processes is not None and processes < 1:
+        raise ValueError(f"processes must be at least 1; got {processes}.")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "labels.txt").write_text("".join(f"{name}\n" for name in CLASS_SETS[class_set]))
     counts = _split_counts(videos_per_class)
-    rows = []
+    clips = []  # (split, path, label, class name, clip index)
     for label, class_name in enumerate(CLASS_SETS[class_set]):
         clip_index = 0
         for split, count in counts.items():
-            folder = output_dir / split / class_name
-            folder.mkdir(parents=True, exist_ok=True)
+            (output_dir / split / class_name).mkdir(parents=True, exist_ok=True)
             for _ in range(count):
-                # seeded by the class's place among all classes, so its clips are the same in every set
-                rng = np.random.default_rng([seed, list(CLASS_SETS["all"]).index(class_name), clip_index])
-                frames, fps, num_frames, width, height = render_clip(class_name, rng)
-                path = folder / f"{class_name}_{clip_index:04d}.mp4"
-                write_video(path, frames, fps, bit_rate=1_000_000)
-                rows.append([split, path.relative_to(output_dir).as_posix(), label, fps, num_frames, width, height])
+                clips.append(
+                    (split, f"{split}/{class_name}/{class_name}_{clip_index:04d}.mp4", label, class_name, clip_index)
+                )
                 clip_index += 1
+    write = partial(_write_clip, output_dir, seed)
+    _, paths, _, class_names, clip_indices = zip(*clips, strict=True)
+    processes = min(len(clips), processes or cores_per_process())
+    progress = partial(tqdm, total=len(clips), desc="Generating clips", unit="clip", disable=not show_progress)
+    if processes == 1:
+        properties = list(progress(map(write, class_names, clip_indices, paths)))
+    else:
+        with ProcessPoolExecutor(processes, mp_context=_process_context()) as pool:
+            properties = list(progress(pool.map(write, class_names, clip_indices, paths, chunksize=4)))
+    rows = [[split, path, label, *clip] for (split, path, label, _, _), clip in zip(clips, properties, strict=True)]
     with open(output_dir / "metadata.csv", "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["split", "path", "label", "fps", "num_frames", "width", "height"])
@@ -295,9 +336,12 @@ def main(argv: list[str] | None = None) -> None:
         default="motion",
         help="motion, scale (fine detail, long context) or all",
     )
+    parser.add_argument(
+        "--processes", type=int, default=None, help="clips written at once (default: one per CPU of this process)"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    generate_dataset(args.output_dir, args.videos_per_class, args.seed, args.class_set)
+    generate_dataset(args.output_dir, args.videos_per_class, args.seed, args.class_set, args.processes)
     num_classes = len(CLASS_SETS[args.class_set])
     print(
         f"Wrote {num_classes * args.videos_per_class} clips of {num_classes} classes to {args.output_dir} in "

@@ -49,7 +49,7 @@ def read_metadata(root):
 
 
 def test_dataset_layout_ranges_and_determinism(tmp_path):
-    root = generate_dataset(tmp_path / "a", videos_per_class=3, seed=3)
+    root = generate_dataset(tmp_path / "a", videos_per_class=3, seed=3, processes=2)
     names = (root / "labels.txt").read_text().split()
     assert names == list(CLASSES) and len(names) >= 8
     rows = read_metadata(root)
@@ -72,7 +72,8 @@ def test_dataset_layout_ranges_and_determinism(tmp_path):
     assert frames[0].shape == (int(row["height"]), int(row["width"]), 3)
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 100  # something moved
 
-    main(["--output-dir", str(tmp_path / "b"), "--videos-per-class", "3", "--seed", "3"])
+    # the same dataset written in this process alone: the same rows and the same bytes
+    main(["--output-dir", str(tmp_path / "b"), "--videos-per-class", "3", "--seed", "3", "--processes", "1"])
     assert read_metadata(tmp_path / "b") == rows
     for row in rows:
         assert (root / row["path"]).read_bytes() == (tmp_path / "b" / row["path"]).read_bytes()
@@ -81,6 +82,11 @@ def test_dataset_layout_ranges_and_determinism(tmp_path):
 def test_too_few_videos_per_class_raises(tmp_path):
     with pytest.raises(ValueError, match="at least 3"):
         generate_dataset(tmp_path, videos_per_class=2)
+
+
+def test_fewer_than_one_process_raises(tmp_path):
+    with pytest.raises(ValueError, match="processes must be at least 1; got 0"):
+        generate_dataset(tmp_path, videos_per_class=3, processes=0)
 
 
 @pytest.fixture(scope="module")
